@@ -1,0 +1,626 @@
+"""
+GSM8K data: download, splits, answers, the project's trace format, a safe arithmetic
+evaluator, the SentencePiece tokenizer and token-budget batches.
+
+This file knows nothing of training: it turns files into problems, problems into token
+sequences, and sequences into padded batches.
+
+Usage:
+    python data.py download [--data-dir DIR]      # fetch + verify GSM8K
+    python data.py stats [--vocab-size N]         # tokenizer and batching statistics
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import sys
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent
+GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data"
+GSM8K_FILES = {  # file -> (problems, sha256) of the official release
+    "train.jsonl": (7473, "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
+    "test.jsonl": (1319, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
+}
+VAL_SIZE = 300  # problems of the official train file held out for model selection
+
+# -----------------------------------------------------------------------------
+# Download
+
+
+def resolve_data_dir(data_dir=None):
+    """The GSM8K folder: the flag if given, else $GSM8K_DIR, else ./data/gsm8k beside this file."""
+    return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0):
+    """
+    Fetch train.jsonl and test.jsonl into data_dir, verify their sha256 and rename them into
+    place only when it matches, so an interrupted or corrupt download leaves no file behind.
+    Files already present and verified are not fetched again.
+    Example: download("data/gsm8k")
+    """
+    data_dir = resolve_data_dir(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name, (_, digest) in GSM8K_FILES.items():
+        path = data_dir / name
+        if path.exists() and sha256_file(path) == digest:
+            continue
+        url = f"{base_url}/{name}"
+        tmp = path.with_name(f".{name}.part")
+        h = hashlib.sha256()
+        try:
+            with requests.get(url, stream=True, timeout=timeout) as r:
+                r.raise_for_status()
+                with open(tmp, "wb") as f:
+                    for chunk in r.iter_content(1 << 16):
+                        f.write(chunk)
+                        h.update(chunk)
+        except requests.RequestException as e:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"could not download {url} ({type(e).__name__}); without network, "
+                               f"point --data-dir or GSM8K_DIR at a folder holding {name}") from None
+        if h.hexdigest() != digest:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"{url}: sha256 {h.hexdigest()[:12]}... does not match the official "
+                               f"{digest[:12]}...; nothing was saved, try again or use a local copy")
+        os.replace(tmp, path)
+        print(f"downloaded {url} -> {path}")
+    return data_dir
+
+
+# -----------------------------------------------------------------------------
+# Problems and splits
+
+
+@dataclass
+class Problem:
+    id: str        # "train-00042": official file and line index, stable across machines
+    question: str  # the word problem
+    solution: str  # the human reference solution with its <<a*b=c>> annotations
+    answer: str    # normalized final answer, e.g. "72" or "0.5"
+
+
+def read_jsonl(path):
+    """Rows of a JSONL file; a corrupt line raises an error naming file and line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
+    return rows
+
+
+def is_val(question):
+    """Membership in `val` by a hash of the question text: stable across runs, machines and file order."""
+    return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 7473 < VAL_SIZE
+
+
+def load_gsm8k(split, data_dir=None):
+    """
+    Problems of 'train', 'val' (a fixed ~300-problem slice of the official train file, never
+    in 'train') or 'test' (the official test file).
+    Example: load_gsm8k("test")[0].answer == "18"
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r}: choose train, val or test")
+    name = "test.jsonl" if split == "test" else "train.jsonl"
+    path = resolve_data_dir(data_dir) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python data.py download` or set GSM8K_DIR "
+                                f"(or --data-dir) to a folder holding {name}")
+    problems = []
+    for i, row in enumerate(read_jsonl(path)):
+        if "question" not in row or "answer" not in row:
+            raise ValueError(f"{path}: line {i + 1} lacks 'question' or 'answer'")
+        if split != "test" and is_val(row["question"]) != (split == "val"):
+            continue
+        problems.append(Problem(f"{name.split('.')[0]}-{i:05d}", row["question"], row["answer"],
+                                extract_answer(row["answer"])))
+    return problems
+
+
+# -----------------------------------------------------------------------------
+# Numbers and answers
+
+NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+
+
+def normalize_number(text):
+    """
+    Canonical string of a number: commas, '$', '%' and a trailing period dropped, trailing
+    zeros removed so that equal numbers compare equal. None if it is not a number.
+    Example: normalize_number("$1,200.50") == "1200.5"
+    """
+    s = text.strip().replace(",", "").replace("$", "").rstrip("%").rstrip(".")
+    try:
+        return format_number(Fraction(s))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def format_number(x, max_decimals=4):
+    """A Fraction as the shortest decimal string (rounded to max_decimals when it does not terminate)."""
+    if x.denominator == 1:
+        return str(x.numerator)
+    s = f"{float(round(x, max_decimals)):.{max_decimals}f}".rstrip("0").rstrip(".")
+    return "0" if s == "-0" else s
+
+
+def extract_answer(text):
+    """
+    The final answer of a solution: the number after the last '####' when there is one
+    (the strict rule), else the last number in the text (the flexible rule). None if no number.
+    Example: extract_answer("so 4 + 5 = 9\\n#### 9") == "9"
+    """
+    if text is None:
+        return None
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+        matches = list(NUMBER.finditer(text))[:1]
+    else:
+        matches = list(NUMBER.finditer(text))[-1:]
+    if not matches:
+        return None
+    m = matches[0]
+    # a minus sign written against the number makes it negative, unless it follows a word or
+    # digit ("5-3", "5 - 3" are subtraction; "#### -3", "is -3", "= $-3" are negative)
+    negative = re.search(r"(?:^|[^\w).])-\$?$", text[:m.start()]) is not None
+    return normalize_number(("-" if negative else "") + m.group())
+
+
+# -----------------------------------------------------------------------------
+# Safe arithmetic: a recursive-descent parser over exact fractions, no eval()
+
+MAX_EXPR_CHARS = 200       # longer text is not arithmetic we accept
+MAX_MAGNITUDE = 10 ** 15   # any intermediate value beyond this is rejected
+TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
+
+
+class ArithmeticError_(ValueError):
+    """Raised for anything that is not a small, well-formed arithmetic expression."""
+
+
+def safe_eval(expr):
+    """
+    Evaluate + - * / with parentheses, decimals, unary minus and postfix % exactly.
+    Example: safe_eval("16 - 3 - 4") == Fraction(9)
+    """
+    expr = expr.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
+    if len(expr) > MAX_EXPR_CHARS:
+        raise ArithmeticError_(f"expression longer than {MAX_EXPR_CHARS} characters")
+    tokens = []
+    for num, op in TOKEN.findall(expr):
+        if num:
+            tokens.append(Fraction(num))
+        elif op.strip():
+            if op not in "+-*/()%":
+                raise ArithmeticError_(f"unexpected {op!r}")
+            tokens.append(op)
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else None
+
+    def take():
+        nonlocal pos
+        pos += 1
+        return tokens[pos - 1]
+
+    def check(x):
+        if abs(x) > MAX_MAGNITUDE:
+            raise ArithmeticError_("number too large")
+        return x
+
+    def expression(depth):
+        if depth > 20:
+            raise ArithmeticError_("nested too deeply")
+        x = term(depth)
+        while peek() in ("+", "-"):
+            x = check(x + term(depth) if take() == "+" else x - term(depth))
+        return x
+
+    def term(depth):
+        x = unary(depth)
+        while peek() in ("*", "/"):
+            if take() == "*":
+                x = check(x * unary(depth))
+            else:
+                d = unary(depth)
+                if d == 0:
+                    raise ArithmeticError_("division by zero")
+                x = check(x / d)
+        return x
+
+    def unary(depth):
+        if peek() in ("+", "-"):
+            return -unary(depth) if take() == "-" else unary(depth)
+        x = primary(depth)
+        while peek() == "%":
+            take()
+            x = x / 100
+        return x
+
+    def primary(depth):
+        t = take() if pos < len(tokens) else None
+        if isinstance(t, Fraction):
+            return check(t)
+        if t == "(":
+            x = expression(depth + 1)
+            if pos >= len(tokens) or take() != ")":
+                raise ArithmeticError_("unbalanced parentheses")
+            return x
+        raise ArithmeticError_(f"expected a number, got {t!r}")
+
+    if not tokens:
+        raise ArithmeticError_("empty expression")
+    value = expression(0)
+    if pos != len(tokens):
+        raise ArithmeticError_(f"unexpected {tokens[pos]!r}")
+    return value
+
+
+# -----------------------------------------------------------------------------
+# The trace format: one step per line, each computation an explicit equation
+# ("16 - 3 - 4 = 9"), and a last line "#### <answer>". Every source of reasoning (the GSM8K
+# reference, the LLM teacher, the student) is written in it, so one checker serves them all.
+
+ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>=]*)>>")
+# what a writer may have put before an annotation: "0.2 x 50 = $" (arithmetic, then '=')
+WRITTEN_LHS = re.compile(r"[\d$(.][\d\s.,$+\-*/x×()%]*=\s*\$?\s*$")
+SHOWN_RESULT = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|\$?\.\d+")
+
+
+def format_expression(expr):
+    """Spaces around binary operators: '16-3-4' -> '16 - 3 - 4', '-2*(3+1)' -> '-2 * (3 + 1)'."""
+    out, prev = [], None
+    for num, op in TOKEN.findall(expr):
+        tok = num or op.strip()
+        if not tok:
+            continue
+        binary = tok in "+-*/" and prev is not None and (prev[-1].isdigit() or prev in ")%")
+        if tok == "+" and not binary:  # a unary plus says nothing
+            continue
+        out.append(f" {tok} " if binary else tok)
+        prev = tok
+    return "".join(out).strip()
+
+
+def reference_to_trace(solution):
+    """
+    A GSM8K reference solution in the trace format: each <<a*b=c>> annotation becomes the
+    written equation 'a * b = c' (replacing the writer's own arithmetic before it, if any),
+    so no computation is lost and every one can be checked.
+    Example: reference_to_trace("She has 3+4 = <<3+4=7>>7 pens.\\n#### 7") == "She has 3 + 4 = 7 pens.\\n#### 7"
+    """
+    body, _, final = solution.rpartition("####")
+    lines = []
+    for line in body.strip().split("\n"):
+        out, rest = "", line
+        while (m := ANNOTATION.search(rest)):
+            before, after = rest[:m.start()], rest[m.end():]
+            expr, result = m.group(1).replace("//", "/"), m.group(2).strip()
+            lhs = WRITTEN_LHS.search(before)
+            if lhs and re.search(r"[+\-*/x×]", lhs.group().rstrip("= $")):
+                before = before[:lhs.start()]
+            elif before:
+                before = before.rstrip(" $") + " "
+            shown = SHOWN_RESULT.match(after)
+            if shown and normalize_number(shown.group()) == normalize_number(result):
+                after = after[shown.end():]
+            out += f"{before}{format_expression(expr)} = {result}"
+            rest = after
+        line = re.sub(r"\s+", " ", out + rest).strip()
+        if line:
+            lines.append(line)
+    return "\n".join(lines + [f"#### {normalize_number(final) or final.strip()}"])
+
+
+# the arithmetic just left of an '=' and the number just right of it
+EQ_LHS = re.compile(r"[\d.(\-$][\d\s.,$+\-*/()%]*$")
+EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d[\d,]*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]|\.\d|\s*[-+*/(]\s*[\d.($])")
+
+
+@dataclass
+class Step:
+    line: int        # 0-based line of the trace
+    expression: str  # the arithmetic left of '='
+    claimed: str     # the number written right of '='
+    value: str       # what the expression really is (normalized), or None if it does not parse
+    ok: bool         # the equation holds (exactly, or to the decimals the writer kept)
+
+
+def holds(value, claimed):
+    """claimed equals value exactly, or is value rounded to the decimals claimed shows (10/3 = 3.33)."""
+    percent = claimed.endswith("%")
+    claimed = claimed.rstrip("%")
+    c = Fraction(claimed.replace(",", "")) / (100 if percent else 1)
+    if percent:  # "40% + 20% = 60%" and "75 / 100 * 100 = 75%" are both written
+        return holds(value, claimed) or holds(value * 100, claimed)
+    if c == value:
+        return True
+    decimals = len(claimed.split(".")[1]) if "." in claimed else 0
+    return decimals > 0 and abs(value - c) <= Fraction(1, 2 * 10 ** decimals)
+
+
+def find_equations(trace):
+    """
+    Every 'arithmetic = number' in a trace, evaluated. An expression needs an operator.
+    Example: [s.ok for s in find_equations("3 * 4 = 12 apples\\n12 - 2 = 11")] == [True, False]
+    """
+    steps = []
+    for i, line in enumerate(trace.split("\n")):
+        if line.startswith("####"):
+            continue
+        for m in re.finditer("=", line):
+            lhs, rhs = EQ_LHS.search(line[:m.start()]), EQ_RHS.match(line, m.end())
+            if not lhs or not rhs:
+                continue
+            expr = lhs.group().strip().lstrip(")$ ")
+            # the run may start inside a sentence ("in 2 years, 3 + 4"): drop leading words until it parses
+            while expr:
+                try:
+                    value = safe_eval(expr) if re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr) else None
+                    break
+                except ArithmeticError_:
+                    value, expr = None, expr.partition(" ")[2]
+            if value is None:
+                continue
+            steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
+    return steps
+
+
+def check_trace(trace):
+    """
+    Step-by-step check of a trace: the equations and whether each holds, the final answer,
+    and whether the trace is well formed (ends with '#### <number>').
+    Example: check_trace("2 + 2 = 5\\n#### 5")["all_hold"] is False
+    """
+    steps = find_equations(trace)
+    last = trace.strip().split("\n")[-1] if trace.strip() else ""
+    return {"steps": steps, "n_steps": len(steps), "n_wrong": sum(not s.ok for s in steps),
+            "all_hold": all(s.ok for s in steps), "answer": extract_answer(trace),
+            "well_formed": last.startswith("####") and extract_answer(last) is not None}
+
+
+# -----------------------------------------------------------------------------
+# Tokenizer
+
+# Measured on GSM8K test (tokens per question / per reference trace, mean):
+# 1000: 95 / 127, 2000: 79 / 114, 4000: 70 / 108, 8000: 65 / 104. Past 4000 the sequences
+# hardly shrink while the embedding table doubles, so 4000 is the default.
+DEFAULT_VOCAB = 4000
+SPECIAL_PIECES = ["####", "\n"]  # the answer marker and the step separator stay single pieces
+
+
+class Tokenizer:
+    """
+    A SentencePiece unigram model with digits split into single tokens (so numbers are
+    spelled digit by digit), byte fallback (no unknown characters), fixed special ids
+    pad=0 unk=1 bos=2 eos=3, and no normalization, so decode(encode(x)) == x for every text
+    that does not begin with whitespace.
+    Example: Tokenizer("data/tokenizer/sp4000-1a2b3c4d.model").encode("3 + 4 = 7")
+    """
+    pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3
+
+    def __init__(self, path):
+        import sentencepiece as spm
+        self.path = str(path)
+        self.sp = spm.SentencePieceProcessor(model_file=self.path)
+        self.vocab_size = self.sp.get_piece_size()
+        self.sha256 = sha256_file(path)
+
+    def encode(self, text):
+        return self.sp.encode(text)
+
+    def decode(self, ids):
+        return self.sp.decode([i for i in ids if i > self.eos_id])
+
+    def piece(self, i):
+        return self.sp.id_to_piece(i)
+
+
+def tokenizer_texts(data_dir=None):
+    """What the tokenizer learns from: train-split questions and reference traces (never val or test)."""
+    train = load_gsm8k("train", data_dir)
+    return [p.question for p in train] + [reference_to_trace(p.solution) for p in train]
+
+
+def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
+    """Train a SentencePiece model on texts and write it atomically to path. Single-threaded: deterministic."""
+    import io
+    import sentencepiece as spm
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=proto, vocab_size=vocab_size, model_type="unigram",
+        normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
+        byte_fallback=True, user_defined_symbols=SPECIAL_PIECES, character_coverage=1.0,
+        pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, max_sentence_length=16384, minloglevel=2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(proto.getvalue())
+    os.replace(tmp, path)
+    return Tokenizer(path)
+
+
+def get_tokenizer(vocab_size=DEFAULT_VOCAB, data_dir=None, cache_dir=ROOT / "data" / "tokenizer"):
+    """
+    The tokenizer for this vocabulary size, trained once and cached under a name that hashes
+    its inputs, so the same inputs always give the same file and changed inputs a new one.
+    Example: tok = get_tokenizer(4000)
+    """
+    texts = tokenizer_texts(data_dir)
+    key = hashlib.sha256(json.dumps([vocab_size, SPECIAL_PIECES, texts]).encode()).hexdigest()[:10]
+    path = Path(cache_dir) / f"sp{vocab_size}-{key}.model"
+    if path.exists():
+        return Tokenizer(path)
+    print(f"training tokenizer ({vocab_size} pieces) on {len(texts)} train texts -> {path}")
+    return train_tokenizer(texts, path, vocab_size)
+
+
+# -----------------------------------------------------------------------------
+# Calculator: the model writes "48 / 2 =", the evaluator writes " 24"
+
+
+class Calculator:
+    """
+    Calculator-augmented decoding (as in the GSM8K paper): when a sequence has just written
+    '=' after arithmetic in its current step, the expression is computed with safe_eval and
+    the result's tokens are returned to be forced into that sequence. Counts how often it fired.
+    Example: calc = Calculator(tok); model.generate(src, 256, calculator=calc); calc.fired
+    """
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.trigger_ids = {i for i in range(tokenizer.vocab_size) if tokenizer.piece(i).endswith("=")}
+        self.fired = 0
+
+    def __call__(self, tokens):
+        text = self.tok.decode(tokens)
+        line = text.rsplit("\n", 1)[-1]
+        lhs = EQ_LHS.search(line[:-1])  # the arithmetic run just before the '='
+        if not line.endswith("=") or not lhs or not re.search(r"\d\s*[-+*/%]", lhs.group()):
+            return []
+        try:
+            value = safe_eval(lhs.group().strip().lstrip(")$ "))
+        except ArithmeticError_:
+            return []
+        # tokenize the line with its result, so the pieces are the ones training text had
+        full = self.tok.encode(text + " " + format_number(value, 2))
+        if full[:len(tokens)] != list(tokens):
+            return []
+        self.fired += 1
+        return full[len(tokens):]
+
+
+# -----------------------------------------------------------------------------
+# Examples and token-budget batches
+
+
+def source_text(question, task=None):
+    """The encoder's input: the question, behind a task prefix when one model learns several tasks."""
+    return question if task is None else f"[{task}] {question}"
+
+
+@dataclass
+class Example:
+    id: str    # the problem id it came from
+    src: list  # source token ids (no bos/eos)
+    tgt: list  # target token ids (no bos/eos; the batch adds them)
+
+
+def drop_long(examples, max_src, max_tgt):
+    """Leave out, never truncate, examples longer than the limits; returns (kept, how many left out)."""
+    kept = [e for e in examples if len(e.src) <= max_src and len(e.tgt) + 1 <= max_tgt]
+    return kept, len(examples) - len(kept)
+
+
+def token_batches(examples, max_tokens, seed=0, shuffle=True):
+    """
+    Index lists of length-bucketed batches whose padded size (rows x (longest src + longest
+    tgt)) stays under max_tokens. Sorting by length keeps padding small; the batches are then
+    shuffled (deterministically by seed) so training does not see lengths in order.
+    Example: token_batches(examples, 8192, seed=epoch)
+    """
+    rng = random.Random(seed)
+    # targets vary more than sources, so bucket by target length first, then by source length
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].tgt) // 16, len(examples[i].src), rng.random()))
+    batches, cur, S, T = [], [], 0, 0
+    for i in order:
+        s, t = len(examples[i].src), len(examples[i].tgt) + 1
+        if cur and (len(cur) + 1) * (max(S, s) + max(T, t)) > max_tokens:
+            batches.append(cur)
+            cur, S, T = [], 0, 0
+        cur.append(i)
+        S, T = max(S, s), max(T, t)
+    if cur:
+        batches.append(cur)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(examples, pad_id=0, bos_id=2, eos_id=3):
+    """
+    Pad a batch: src (B, S), tgt_in = bos + tgt (B, T), targets = tgt + eos (B, T), pad_id elsewhere.
+    Example: src, tgt_in, targets = collate([examples[i] for i in batch])
+    """
+    import torch
+    B = len(examples)
+    S = max(len(e.src) for e in examples)
+    T = max(len(e.tgt) for e in examples) + 1
+    src = torch.full((B, S), pad_id, dtype=torch.long)
+    tgt_in = torch.full((B, T), pad_id, dtype=torch.long)
+    targets = torch.full((B, T), pad_id, dtype=torch.long)
+    for b, e in enumerate(examples):
+        src[b, :len(e.src)] = torch.tensor(e.src)
+        tgt_in[b, :len(e.tgt) + 1] = torch.tensor([bos_id] + e.tgt)
+        targets[b, :len(e.tgt) + 1] = torch.tensor(e.tgt + [eos_id])
+    return src, tgt_in, targets
+
+
+def padding_fraction(examples, batches):
+    """Share of the padded batch tensors (src and tgt) that is padding."""
+    real = padded = 0
+    for batch in batches:
+        es = [examples[i] for i in batch]
+        real += sum(len(e.src) + len(e.tgt) + 1 for e in es)
+        padded += len(es) * (max(len(e.src) for e in es) + max(len(e.tgt) for e in es) + 1)
+    return 1 - real / max(padded, 1)
+
+
+# -----------------------------------------------------------------------------
+
+
+def stats(args):
+    """Tokens per problem, over-length counts and padding on real data: the figures behind the defaults."""
+    tok = get_tokenizer(args.vocab_size, args.data_dir)
+    for split in ("train", "test"):
+        problems = load_gsm8k(split, args.data_dir)
+        ex = [Example(p.id, tok.encode(p.question), tok.encode(reference_to_trace(p.solution))) for p in problems]
+        kept, dropped = drop_long(ex, args.max_src, args.max_tgt)
+        batches = token_batches(kept, args.max_tokens)
+        q, t = [len(e.src) for e in ex], [len(e.tgt) for e in ex]
+        print(f"{split}: {len(ex)} problems, question tokens mean {sum(q) / len(q):.1f} max {max(q)}, "
+              f"trace tokens mean {sum(t) / len(t):.1f} max {max(t)}, left out as too long {dropped}, "
+              f"{len(batches)} batches of <= {args.max_tokens} tokens, padding {padding_fraction(kept, batches):.1%}")
+    checks = [check_trace(reference_to_trace(p.solution)) for p in load_gsm8k("train", args.data_dir) + load_gsm8k("val", args.data_dir)]
+    print(f"reference traces (official train file): {sum(c['n_steps'] for c in checks)} equations, "
+          f"{sum(c['n_wrong'] for c in checks)} do not hold, in {sum(not c['all_hold'] for c in checks)} of {len(checks)} solutions")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["download", "stats"], help="download: fetch and verify GSM8K; stats: tokenizer and batch figures")
+    parser.add_argument("--data-dir", default=None, help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
+    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB, help="tokenizer vocabulary size")
+    parser.add_argument("--max-src", type=int, default=384, help="longest source in tokens")
+    parser.add_argument("--max-tgt", type=int, default=512, help="longest target in tokens, with eos")
+    parser.add_argument("--max-tokens", type=int, default=8192, help="token budget of one batch")
+    args = parser.parse_args()
+    try:
+        if args.command == "download":
+            print(f"GSM8K ready in {download(args.data_dir)}")
+        else:
+            stats(args)
+    except (RuntimeError, ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
