@@ -138,6 +138,22 @@ def load_gsm8k(split, data_dir=None):
     return problems
 
 
+def read_traces(path):
+    """
+    Reasoning traces by problem id from a JSONL file of {"id", "trace", ...} lines (what
+    teacher.py writes). A missing file or corrupt line is an error naming the file and line.
+    Example: read_traces("traces/gpt4.jsonl")["train-00000"][0]
+    """
+    if not Path(path).exists():
+        raise FileNotFoundError(f"traces file {path} not found: make it with `python teacher.py ... --out {path}`")
+    traces = {}
+    for i, row in enumerate(read_jsonl(path), 1):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("trace"), str):
+            raise ValueError(f"{path}:{i}: a trace line needs string fields 'id' and 'trace'")
+        traces.setdefault(row["id"], []).append(row["trace"])
+    return traces
+
+
 # -----------------------------------------------------------------------------
 # Numbers and answers
 
