@@ -301,7 +301,7 @@ def safe_eval(expr):
 
 ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>=]*)>>")
 # what a writer may have put before an annotation: "0.2 x 50 = $" (arithmetic, then '=')
-WRITTEN_LHS = re.compile(r"[\d$(.][\d\s.,$+\-*/x×()%]*=\s*\$?\s*$")
+WRITTEN_LHS = re.compile(r"[\d$(.\-][\d\s.,$+\-*/x×()%]*=\s*\$?\s*$")
 SHOWN_RESULT = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|\$?\.\d+")
 
 
@@ -338,7 +338,10 @@ def reference_to_trace(solution):
             if lhs and re.search(r"[+\-*/x×]", lhs.group().rstrip("= $")):
                 before = before[:lhs.start()]
             elif before:
-                before = before.rstrip(" $") + " "
+                before = before.rstrip(" $")
+                if before.endswith("-") and expr.lstrip().startswith("-"):  # "-<<-14+-8=-22>>": one sign
+                    before = before[:-1]
+                before = before + " " if before else ""
             shown = SHOWN_RESULT.match(after)
             if shown and normalize_number(shown.group()) == normalize_number(result):
                 after = after[shown.end():]
@@ -352,7 +355,7 @@ def reference_to_trace(solution):
 
 # the arithmetic just left of an '=' and the number just right of it
 EQ_LHS = re.compile(r"[\d.(\-$][\d\s.,$+\-*/()%]*$")
-EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d[\d,]*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]|\.\d|\s*[-+*/(]\s*[\d.($])")
+EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]\d|\d|\.\d|\s*[-+*/(]\s*[\d.($])")
 
 
 @dataclass
@@ -432,7 +435,7 @@ class Tokenizer:
     A SentencePiece unigram model with digits split into single tokens (so numbers are
     spelled digit by digit), byte fallback (no unknown characters), fixed special ids
     pad=0 unk=1 bos=2 eos=3, and no normalization, so decode(encode(x)) == x for every text
-    that does not begin with whitespace.
+    without U+2581 '▁' (SentencePiece's own space marker, which decodes as a space).
     Example: Tokenizer("data/tokenizer/sp4000-1a2b3c4d.model").encode("3 + 4 = 7")
     """
     pad_id, unk_id, bos_id, eos_id = 0, 1, 2, 3

@@ -1,0 +1,34 @@
+"""Shared fixtures: the real GSM8K copy and a real tokenizer trained on it."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def gsm8k_path():
+    """The real GSM8K folder, or None. Under CI a missing copy is a failure, never a skip."""
+    for candidate in (os.environ.get("GSM8K_DIR"), ROOT.parent / "shared" / "data" / "gsm8k", ROOT / "data" / "gsm8k"):
+        if candidate and (Path(candidate) / "train.jsonl").exists() and (Path(candidate) / "test.jsonl").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def gsm8k_dir():
+    path = gsm8k_path()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("GSM8K is missing: CI must set GSM8K_DIR to the shared copy")
+        pytest.skip("GSM8K not found: set GSM8K_DIR or run `python data.py download`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gsm8k_dir, tmp_path_factory):
+    """The real tokenizer (default vocabulary), trained on the real train split into a temp cache."""
+    import data
+    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path_factory.mktemp("tok"))

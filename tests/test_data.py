@@ -1,0 +1,267 @@
+"""data.py against exact oracles: hand-made cases, a real HTTP server, and the real GSM8K files."""
+import collections
+import hashlib
+import http.server
+import json
+import random
+import threading
+from fractions import Fraction
+
+import pytest
+
+import data
+
+
+# ----------------------------------------------------------------------------- download
+
+class FileServer(http.server.ThreadingHTTPServer):
+    """Serves {name: bytes}; mode 'cut' announces the full length but closes halfway."""
+
+    def __init__(self, files, mode="ok"):
+        self.files, self.mode, self.requests = files, mode, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(h):
+                self.requests += 1
+                body = self.files.get(h.path.rsplit("/", 1)[-1])
+                if body is None:
+                    h.send_response(404)
+                    h.end_headers()
+                    return
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(body)))
+                h.end_headers()
+                h.wfile.write(body[: len(body) // 2] if self.mode == "cut" else body)
+                h.wfile.flush()
+                h.close_connection = True
+
+            def log_message(h, *a):
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_address[1]}/data"
+
+
+@pytest.fixture(scope="module")
+def official(gsm8k_dir):
+    return {n: (gsm8k_dir / n).read_bytes() for n in data.GSM8K_FILES}
+
+
+def test_download_good_files_then_nothing_refetched(official, tmp_path):
+    server = FileServer(official)
+    data.download(tmp_path, base_url=server.url)
+    for name, (_, digest) in data.GSM8K_FILES.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
+    assert server.requests == 2
+    data.download(tmp_path, base_url=server.url)
+    assert server.requests == 2  # verified files are not fetched again
+    server.shutdown()
+
+
+def test_download_bad_checksum_leaves_nothing(official, tmp_path):
+    server = FileServer({n: b.replace(b"Natalia", b"Nathalie") for n, b in official.items()})
+    with pytest.raises(RuntimeError, match="sha256.*does not match"):
+        data.download(tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+    server.shutdown()
+
+
+def test_download_cut_mid_file_leaves_nothing(official, tmp_path):
+    server = FileServer(official, mode="cut")
+    with pytest.raises(RuntimeError, match="127.0.0.1"):
+        data.download(tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+    server.shutdown()
+
+
+def test_download_unreachable_names_url_and_local_copy(tmp_path):
+    with pytest.raises(RuntimeError, match=r"http://127.0.0.1:9/x/train.jsonl.*GSM8K_DIR"):
+        data.download(tmp_path, base_url="http://127.0.0.1:9/x", timeout=2)
+
+
+# ----------------------------------------------------------------------------- loading
+
+def test_splits_sizes_disjoint_and_stable(gsm8k_dir, tmp_path):
+    train, val, test = (data.load_gsm8k(s, gsm8k_dir) for s in ("train", "val", "test"))
+    assert len(train) + len(val) == 7473 and len(test) == 1319
+    assert 250 <= len(val) <= 350
+    assert not {p.question for p in train} & {p.question for p in val}
+    # the same val problems whatever the file order
+    lines = (gsm8k_dir / "train.jsonl").read_text().splitlines()
+    random.Random(0).shuffle(lines)
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
+    assert {p.question for p in data.load_gsm8k("val", tmp_path)} == {p.question for p in val}
+    assert test[0].answer == "18" and test[0].id == "test-00000"
+
+
+def test_corrupt_line_names_file_and_line(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n{"question": oops\n')
+    with pytest.raises(ValueError, match=r"train.jsonl:2: not valid JSON"):
+        data.load_gsm8k("train", tmp_path)
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python data.py download"):
+        data.load_gsm8k("test", tmp_path)
+
+
+# ----------------------------------------------------------------------------- answers
+
+@pytest.mark.parametrize("text,expected", [
+    ("so 4 + 5 = 9\n#### 9", "9"), ("#### 1,200", "1200"), ("#### $18.00.", "18"), ("#### 18.50", "18.5"),
+    ("#### -3", "-3"), ("The answer is -3", "-3"), ("5 - 3 is 2", "2"), ("it is 50%", "50"),
+    ("#### 7 and then 9", "7"), ("12 apples #### 0.5 #### 8", "8"), ("no number here", None), ("", None),
+    ("costs $0.25.", "0.25"), ("#### .5", "0.5"), ("ends at 1,000,000.", "1000000"),
+])
+def test_extract_answer(text, expected):
+    assert data.extract_answer(text) == expected
+
+
+def test_reference_solutions_give_gold_answers(gsm8k_dir):
+    for split, n in (("train", 7473), ("test", 1319)):
+        rows = data.read_jsonl(gsm8k_dir / f"{split}.jsonl")
+        assert len(rows) == n
+        for row in rows:
+            gold = row["answer"].rsplit("####", 1)[1].strip().replace(",", "")
+            assert data.extract_answer(row["answer"]) == gold
+            assert data.extract_answer(data.reference_to_trace(row["answer"])) == gold
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+@pytest.mark.parametrize("expr,value", [
+    ("16 - 3 - 4", 9), ("2 + 3 * 4", 14), ("(2 + 3) * 4", 20), ("-3 * -2", 6), ("20% * 50", 10),
+    ("10 / 4", Fraction(5, 2)), ("0.1 + 0.2", Fraction(3, 10)), ("1,000 + 5", 1005), ("$12 / .5", 24),
+    ("2 × 3 ÷ 4", Fraction(3, 2)), ("- (1 - 4)", 3),
+])
+def test_safe_eval_values(expr, value):
+    assert data.safe_eval(expr) == value
+
+
+@pytest.mark.parametrize("expr", [
+    "__import__('os')", "2 ** 3", "1 / 0", "3 +", "(1 + 2", "1 + 2)", "", "x * 2", "9" * 20 + " * 9",
+    "(" * 30 + "1" + ")" * 30, "1+" * 150 + "1", "1e9",
+])
+def test_safe_eval_rejects(expr):
+    with pytest.raises(ValueError):
+        data.safe_eval(expr)
+
+
+def test_check_trace_steps():
+    c = data.check_trace("He has 3 * 4 = 12 apples.\nThen 12 - 2 = 11.\n10 / 3 = 3.33\n40% + 20% = 60%\n#### 11")
+    assert [(s.expression, s.claimed, s.ok) for s in c["steps"]] == [
+        ("3 * 4", "12", True), ("12 - 2", "11", False), ("10 / 3", "3.33", True), ("40% + 20%", "60%", True)]
+    assert c["n_wrong"] == 1 and not c["all_hold"] and c["answer"] == "11" and c["well_formed"]
+    chained = data.check_trace("2 * 20% = 2 * 20 * .01 = .4\n#### .4")
+    assert [(s.expression, s.claimed) for s in chained["steps"]] == [("2 * 20 * .01", ".4")]
+    assert not data.check_trace("It is 7")["well_formed"]
+
+
+def test_reference_conversion_keeps_every_computation(gsm8k_dir):
+    """Every calculator annotation with an operator reappears as a checked equation with its value."""
+    converted = wrong = 0
+    for p in data.load_gsm8k("train", gsm8k_dir) + data.load_gsm8k("val", gsm8k_dir):
+        trace = data.reference_to_trace(p.solution)
+        assert "<<" not in trace and trace.endswith(f"#### {p.answer}")
+        steps = data.check_trace(trace)["steps"]
+        found = collections.Counter((s.expression.replace(" ", ""), data.normalize_number(s.claimed)) for s in steps)
+        found += collections.Counter((s.expression.replace(" ", ""), data.normalize_number(str(Fraction(data.normalize_number(s.claimed)) * 100))) for s in steps if s.claimed.endswith("%"))
+        for expr, result in data.ANNOTATION.findall(p.solution):
+            expr = data.format_expression(expr.replace("//", "/")).replace(" ", "")
+            if any(op in expr.lstrip("-") for op in "+-*/"):
+                assert found[(expr, data.normalize_number(result))] > 0, (p.id, expr, result, trace)
+                converted += 1
+        wrong += sum(not s.ok for s in steps)
+    assert converted > 23000
+    assert wrong < 200  # GSM8K's own slips are rare (139 at the time of writing)
+
+
+def test_reference_to_trace_example():
+    sol = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nShe earned 0.2 x 50 = $<<0.2*50=10>>10.\nAnd <<3+4=7>>7 more.\n#### 72"
+    assert data.reference_to_trace(sol) == "Natalia sold 48 / 2 = 24 clips in May.\nShe earned 0.2 * 50 = 10.\nAnd 3 + 4 = 7 more.\n#### 72"
+
+
+# ----------------------------------------------------------------------------- tokenizer
+
+def test_tokenizer_round_trip_on_all_of_gsm8k(gsm8k_dir, tokenizer):
+    for split in ("train", "val", "test"):
+        for p in data.load_gsm8k(split, gsm8k_dir):
+            for text in (p.question, data.reference_to_trace(p.solution), p.solution):
+                assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_tokenizer_rule_and_specials(tokenizer):
+    t = tokenizer
+    assert (t.pad_id, t.unk_id, t.bos_id, t.eos_id) == (0, 1, 2, 3)
+    assert [t.piece(i) for i in range(4)] == ["<pad>", "<unk>", "<s>", "</s>"]
+    assert t.vocab_size == data.DEFAULT_VOCAB
+    # digits are single tokens, '####' and newline are one piece each
+    pieces = [t.piece(i) for i in t.encode("12345 + 678 = 13023\n#### 13023")]
+    assert all(len(p.strip("▁")) <= 1 for p in pieces if any(c.isdigit() for c in p))
+    assert "####" in pieces and "\n" in pieces
+    # the exact rule: every text round-trips unless it holds '▁', the space marker
+    for text in ("naïve 日本 🙂  x", " lead", "trail ", "a\tb\r\n", "\x00", "", "<s> <pad>", "ﬁ\xa0"):
+        assert t.decode(t.encode(text)) == text
+    assert t.decode(t.encode("▁x")) == " x"
+
+
+def test_tokenizer_deterministic_and_cached(gsm8k_dir, tokenizer, tmp_path):
+    again = data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path)
+    assert again.sha256 == tokenizer.sha256
+    texts = data.tokenizer_texts(gsm8k_dir)
+    assert not any(q.question in texts for q in data.load_gsm8k("test", gsm8k_dir)[:50])
+
+
+# ----------------------------------------------------------------------------- calculator
+
+def test_calculator_forces_the_result(tokenizer):
+    calc = data.Calculator(tokenizer)
+    prefix = tokenizer.encode("She buys 3 packs.\nShe pays 12 * 3 + 1.5 =")
+    assert prefix[-1] in calc.trigger_ids
+    forced = calc(prefix)
+    assert tokenizer.decode(prefix + forced) == "She buys 3 packs.\nShe pays 12 * 3 + 1.5 = 37.5"
+    assert calc.fired == 1
+    for text in ("So x =", "__import__('os').system('true') =", "Total =", "9" * 30 + " * 9 ="):
+        assert calc(tokenizer.encode(text)) == []
+    assert calc.fired == 1
+
+
+# ----------------------------------------------------------------------------- batches
+
+def test_batches_budget_padding_and_long_examples(gsm8k_dir, tokenizer):
+    problems = data.load_gsm8k("train", gsm8k_dir)[:2000]
+    ex = [data.Example(p.id, tokenizer.encode(p.question), tokenizer.encode(data.reference_to_trace(p.solution))) for p in problems]
+    kept, dropped = data.drop_long(ex, 100, 150)
+    assert dropped == sum(len(e.src) > 100 or len(e.tgt) + 1 > 150 for e in ex) > 0
+    assert all(len(e.src) <= 100 and len(e.tgt) < 150 for e in kept)
+    batches = data.token_batches(kept, 4096, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(kept)))
+    for b in batches:
+        src, tgt_in, targets = data.collate([kept[i] for i in b])
+        assert src.numel() + tgt_in.numel() <= 4096 or len(b) == 1
+        assert (tgt_in[:, 0] == 2).all() and (targets[:, :-1] == tgt_in[:, 1:]).all() | (targets[:, :-1] == 3).any()
+    assert data.padding_fraction(kept, batches) < 0.15
+    assert data.token_batches(kept, 4096, seed=1) == batches and data.token_batches(kept, 4096, seed=2) != batches
+
+
+def test_collate_exact():
+    src, tgt_in, targets = data.collate([data.Example("a", [5, 6], [7]), data.Example("b", [8], [9, 10])])
+    assert src.tolist() == [[5, 6], [8, 0]]
+    assert tgt_in.tolist() == [[2, 7, 0], [2, 9, 10]]
+    assert targets.tolist() == [[7, 3, 0], [9, 10, 3]]
+
+
+def test_read_traces(tmp_path):
+    f = tmp_path / "t.jsonl"
+    f.write_text(json.dumps({"id": "train-00001", "trace": "1 + 1 = 2\n#### 2"}) + "\n" + json.dumps({"id": "train-00001", "trace": "x"}) + "\n")
+    assert data.read_traces(f) == {"train-00001": ["1 + 1 = 2\n#### 2", "x"]}
+    f.write_text(json.dumps({"id": 3}) + "\n")
+    with pytest.raises(ValueError, match="t.jsonl:1"):
+        data.read_traces(f)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        data.read_traces(tmp_path / "nope.jsonl")
