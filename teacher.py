@@ -1,0 +1,569 @@
+"""
+The teacher: chain-of-thought traces for GSM8K from a large LLM behind an OpenAI-compatible
+chat completions endpoint (OpenAI, vLLM, llama.cpp's server, Ollama, most hosted models),
+spoken to with `requests` alone.
+
+Every reply is normalized into the project's trace format (see data.py) and checked before
+it is kept: it parses, its final answer is the GSM8K label, every equation in it holds, and
+it was not cut off. Output is append-only JSONL flushed line by line, so a killed run loses
+nothing and rerunning the same command resumes where it stopped.
+
+Usage:
+    python teacher.py --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-72B-Instruct --samples 4
+    python teacher.py --source reference --split train    # the GSM8K reference solutions, offline
+    python teacher.py --base-url https://api.openai.com/v1 --model gpt-4o --eval    # the upper bound
+
+The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import requests
+
+from data import check_trace, extract_answer, load_gsm8k, normalize_number, reference_to_trace
+
+KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
+RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
+FATAL_HINTS = {  # retrying cannot fix these, so the run stops at once and says why
+    400: "the server rejected the request: check --model, --max-tokens and --temperature",
+    401: "the API key is missing or wrong: set TEACHER_API_KEY (or OPENAI_API_KEY)",
+    403: "the API key is not allowed to use this model: check TEACHER_API_KEY (or OPENAI_API_KEY)",
+    404: "the model name or the URL is wrong: --base-url is the part before /chat/completions, e.g. http://localhost:8000/v1",
+}
+
+# -----------------------------------------------------------------------------
+# The prompt: instructions plus worked examples in the trace format
+
+SYSTEM_PROMPT = """You solve grade-school math word problems step by step.
+Write one short step per line. Write every computation as an explicit equation with its result,
+using only digits and + - * / ( ), for example: She has 16 - 3 - 4 = 9 eggs left.
+No markdown, no LaTeX, no units inside equations.
+The last line is #### followed by the final answer as a plain number, for example: #### 9"""
+
+
+def pick_shots(train, n):
+    """
+    Worked examples for the prompt from the train split's reference solutions (never test):
+    the first n whose traces are short and have two to four equations that all hold.
+    Example: shots = pick_shots(load_gsm8k("train"), 5)
+    """
+    shots = []
+    for p in train:
+        trace = reference_to_trace(p.solution)
+        c = check_trace(trace)
+        if 2 <= c["n_steps"] <= 4 and c["all_hold"] and len(trace) < 400:
+            shots.append((p.question, trace))
+            if len(shots) == n:
+                break
+    return shots
+
+
+def build_messages(question, shots):
+    """Chat messages: the instructions, each example as a user/assistant turn, then the question."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for q, trace in shots:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": trace}]
+    return messages + [{"role": "user", "content": question}]
+
+
+# -----------------------------------------------------------------------------
+# Replies: normalized into the trace format, then judged
+
+ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?|-?\.\d+)",
+                           re.IGNORECASE)
+
+
+def normalize_reply(text):
+    """
+    A reply in the trace format: markdown and LaTeX dropped, x × ÷ − written * / -, one step per
+    line without stray whitespace, and a closing "The answer is N" turned into '#### N' when it
+    is the only answer the reply states. Whatever follows the '####' line is dropped.
+    Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
+    """
+    t = text.replace("\r\n", "\n")
+    t = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1) / (\2)", t)
+    t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
+    for a, b in [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"), ("$$", ""),
+                 ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("×", "*"), ("÷", "/"), ("⋅", "*"),
+                 ("−", "-"), ("\u00a0", " "), ("**", ""), ("__", ""), ("`", "")]:
+        t = t.replace(a, b)
+    # the checker only sees * as multiplication: "3 x 4 = 12" would escape it, false or not
+    t = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])", " * ", t)
+    boxed = [normalize_number(b) for b in re.findall(r"\\boxed\{([^{}]*)\}", t)]  # how math-tuned models answer
+    t = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", t)
+    t = re.sub(r"[ \t]*####[ \t]*", "\n#### ", t)  # "... 72 clips. #### 72" -> its own line
+    lines = []
+    for line in t.split("\n"):
+        line = re.sub(r"^\s*(?:#{1,3}(?!#)|>|[-*+](?=\s)|\d+[.)](?=\s))", "", line)  # headings, quotes, lists
+        line = re.sub(r"\s+", " ", line).strip()
+        if line:
+            lines.append(line)
+    final = next((i for i, line in enumerate(lines) if line.startswith("####")), None)
+    if final is not None:
+        answer = extract_answer(lines[final])
+        return "\n".join(lines[:final] + [f"#### {answer}" if answer is not None else lines[final]])
+    # no '####': take a closing "The answer is N" (or \boxed{N}) only if every stated answer agrees
+    stated = {normalize_number(m.group(1)) for m in ANSWER_PHRASE.finditer("\n".join(lines))} | set(boxed)
+    m = ANSWER_PHRASE.search(lines[-1]) if lines else None
+    if (m or boxed) and len(stated) == 1 and None not in stated:
+        answer = stated.pop()
+        rest = lines[-1][:m.start()] + lines[-1][m.end():] if m else lines[-1]
+        if not re.search(r"\d", rest) or normalize_number(lines[-1]) == answer:  # the line said nothing else
+            lines = lines[:-1]
+        return "\n".join(lines + [f"#### {answer}"])
+    return "\n".join(lines)
+
+
+def judge(text, finish_reason, gold, min_equations=1):
+    """
+    Normalize a reply and decide whether to keep it: (trace, None) if accepted, else
+    (trace, reason) with reason one of truncated, unparsed, wrong_answer, false_equation, no_equation.
+    Example: judge("2 + 2 = 5\\n#### 5", "stop", "5") == ("2 + 2 = 5\\n#### 5", "false_equation")
+    """
+    trace = normalize_reply(text)
+    if finish_reason == "length":  # a cut-off reply may still end in a number: never trust it
+        return trace, "truncated"
+    c = check_trace(trace)
+    if not c["well_formed"]:
+        return trace, "unparsed"
+    if c["answer"] != gold:
+        return trace, "wrong_answer"
+    if not c["all_hold"]:
+        return trace, "false_equation"
+    if c["n_steps"] < min_equations:  # arithmetic done in prose cannot be checked, nor learned from
+        return trace, "no_equation"
+    return trace, None
+
+
+# -----------------------------------------------------------------------------
+# The HTTP client: retries what may pass, stops at what cannot
+
+
+class FatalAPIError(RuntimeError):
+    """A 400, 401, 403 or 404: asking again cannot help, so the run stops."""
+
+
+class RequestFailed(RuntimeError):
+    """A request that still failed after all its retries (or was abandoned on stop)."""
+
+    def __init__(self, message, retries):
+        super().__init__(message)
+        self.retries = retries
+
+
+def parse_retry_after(value):
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def scrub_url(url):
+    """A URL fit to print: without user:password@ and without the query string (both may hold keys)."""
+    return re.sub(r"//[^/@]*@", "//", url).split("?")[0].split("#")[0]
+
+
+class Client:
+    """
+    POST {base_url}/chat/completions with retries: connection errors, timeouts, 408, 409, 429,
+    5xx and malformed replies are retried with exponential backoff and jitter (Retry-After
+    honoured, capped at max_wait); 400, 401, 403, 404 (and any other 4xx) raise FatalAPIError.
+    Setting `stop` makes every thread give up at its next wait.
+    Example: Client("http://localhost:8000/v1", "llama3").chat(messages, 0.7, 512)["text"]
+    """
+
+    def __init__(self, base_url, model, api_key=None, timeout=60.0, max_retries=6, backoff=1.0, max_wait=60.0):
+        self.url, self.model, self.api_key = base_url.rstrip("/") + "/chat/completions", model, api_key
+        self.timeout, self.max_retries, self.backoff, self.max_wait = timeout, max_retries, backoff, max_wait
+        self.stop = threading.Event()
+        self.local = threading.local()  # a requests.Session is not thread-safe: one per worker
+
+    def redact(self, text):
+        return text.replace(self.api_key, "[API key]") if self.api_key else text
+
+    def chat(self, messages, temperature, max_tokens):
+        if not hasattr(self.local, "session"):
+            self.local.session = requests.Session()
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            t0 = time.perf_counter()
+            try:
+                r = self.local.session.post(self.url, json=body, headers=headers, timeout=self.timeout)
+                latency = time.perf_counter() - t0
+                if r.status_code in FATAL_HINTS:
+                    self.stop.set()  # no other thread should start a request that will fail alike
+                    said = self.redact(r.text[:300].strip())  # some servers echo the key they got
+                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)} (model {self.model!r}): "
+                                        f"{FATAL_HINTS[r.status_code]}" + ("" if self.api_key else " (no key was sent)")
+                                        + (f"\nthe server said: {said}" if said else ""))
+                if r.ok:
+                    return self.parse(r.json(), latency, attempt)
+                why = f"HTTP {r.status_code}"
+                retry_after = parse_retry_after(r.headers.get("Retry-After"))
+                if r.status_code not in RETRY_STATUS and r.status_code < 500:
+                    self.stop.set()
+                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)}: {self.redact(r.text[:300])}")
+            except requests.RequestException as e:  # refused, reset, timed out
+                why = type(e).__name__
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # not JSON, or fields missing
+                why = f"malformed reply ({type(e).__name__})"
+            if attempt == self.max_retries or self.stop.is_set():
+                break
+            delay = retry_after if retry_after is not None else self.backoff * 2 ** attempt * (0.5 + random.random())
+            if self.stop.wait(min(delay, self.max_wait)):
+                break
+        raise RequestFailed(f"{why} (after {attempt} retries)", attempt)
+
+    @staticmethod
+    def parse(reply, latency, retries):
+        choice = reply["choices"][0]
+        text = choice["message"]["content"]
+        if not isinstance(text, str):
+            raise TypeError("no text in the reply")
+        usage = reply.get("usage") or {}
+        return {"text": text, "finish_reason": choice.get("finish_reason"), "latency_s": round(latency, 3),
+                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "completion_tokens": int(usage.get("completion_tokens") or 0), "retries": retries}
+
+
+# -----------------------------------------------------------------------------
+# The output file: append-only JSONL, one writer, counts kept beside it
+
+
+def read_rows(path, repair=False):
+    """
+    Rows of an append-only JSONL file. A last line cut off by a kill is left out with a warning
+    (and cut from the file when repair is set, so appending can go on); a bad earlier line is
+    an error, since only the last line can be half-written.
+    Example: rows = read_rows("traces/gpt-4o-train.jsonl", repair=True)
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    keep = raw.rfind(b"\n") + 1  # whatever follows the last newline never got its end
+    if keep:
+        last = raw[raw.rfind(b"\n", 0, keep - 1) + 1:keep]
+        try:
+            json.loads(last)
+        except ValueError:
+            keep -= len(last)
+    if keep < len(raw):
+        print(f"warning: {path}: dropped a cut-off last line ({len(raw) - keep} bytes); earlier lines are intact",
+              file=sys.stderr)
+        if repair:
+            os.truncate(path, keep)
+    rows = []
+    for i, line in enumerate(raw[:keep].decode("utf-8").split("\n"), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                raise ValueError(f"{path}:{i}: not valid JSON; fix or remove that line") from None
+    return rows
+
+
+class Ledger:
+    """
+    The only writer of the output file and the keeper of the run's counts. Its lock makes every
+    line and every count update whole; once closed it ignores late replies, so Ctrl-C and a
+    fatal error leave a file of complete lines.
+    """
+
+    def __init__(self, path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(path, "a", encoding="utf-8")
+        self.lock = threading.Lock()
+        self.requests = self.retried = self.retries = self.prompt_tokens = self.completion_tokens = self.accepted = 0
+        self.latencies, self.rejections = [], Counter()
+
+    def record(self, reply, reason=None, row=None, retries=0):
+        with self.lock:
+            if self.f.closed:
+                return
+            self.requests += 1
+            retries = reply["retries"] if reply else retries
+            self.retried += retries > 0
+            self.retries += retries
+            if reply:
+                self.prompt_tokens += reply["prompt_tokens"]
+                self.completion_tokens += reply["completion_tokens"]
+                self.latencies.append(reply["latency_s"])
+            if reason:
+                self.rejections[reason] += 1
+            if row is not None:
+                # flushed per line: a kill loses at most the line being written (fsync would guard power loss)
+                self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.f.flush()
+                self.accepted += 1
+
+    def close(self):
+        with self.lock:
+            self.f.close()
+
+    def counts(self, price_in, price_out):
+        return {"requests": self.requests, "requests_retried": self.retried, "retries": self.retries,
+                "rejections": dict(sorted(self.rejections.items())), "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cost_usd": round((self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1e6, 6),
+                "latency_median_s": percentile(self.latencies, 50), "latency_p90_s": percentile(self.latencies, 90)}
+
+
+def percentile(xs, q):
+    """The q-th percentile (0..100) with linear interpolation, rounded to ms; None without data."""
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = (len(xs) - 1) * q / 100
+    i = int(k)
+    return round(xs[i] + (xs[min(i + 1, len(xs) - 1)] - xs[i]) * (k - i), 3)
+
+
+def write_json_atomic(path, obj):
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# -----------------------------------------------------------------------------
+# The three jobs: reference traces, teacher traces, the teacher's own score
+
+
+def generate_reference(problems, out_path):
+    """
+    The GSM8K reference solutions in the trace format, written offline (atomically) in the
+    same JSONL as teacher traces, so every later step can run without an API.
+    Example: generate_reference(load_gsm8k("train"), "traces/reference-train.jsonl")
+    """
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, false_eq = Path(f"{out_path}.tmp"), 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for p in problems:
+            trace = reference_to_trace(p.solution)
+            false_eq += not check_trace(trace)["all_hold"]
+            f.write(json.dumps({"id": p.id, "question": p.question, "trace": trace, "answer": p.answer,
+                                "source": "reference", "model": None, "sample": 0, "prompt_tokens": 0,
+                                "completion_tokens": 0, "latency_s": 0.0}, ensure_ascii=False) + "\n")
+    os.replace(tmp, out_path)
+    # kept as written by GSM8K's authors, false equations included: the summary says how many
+    summary = {"mode": "reference", "out": str(out_path), "problems": len(problems), "problems_done": len(problems),
+               "traces_in_file": len(problems), "traces_with_false_equation": false_eq}
+    write_json_atomic(f"{out_path}.summary.json", summary)
+    return summary
+
+
+def solve(p, have, args, client, ledger, shots):
+    """Ask about one problem until it has --samples distinct accepted traces or --max-attempts requests were made."""
+    seen = set(have)
+    messages = build_messages(p.question, [s for s in shots if s[0] != p.question][:args.shots])
+    for _ in range(args.max_attempts):
+        if len(seen) >= args.samples or client.stop.is_set():
+            return
+        try:
+            reply = client.chat(messages, args.temperature, args.max_tokens)
+        except RequestFailed as e:
+            ledger.record(None, "request_failed", retries=e.retries)
+            continue
+        trace, reason = judge(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
+        if reason is None and trace in seen:
+            reason = "duplicate"
+        row = None
+        if reason is None:
+            row = {"id": p.id, "question": p.question, "trace": trace, "answer": p.answer, "source": "teacher",
+                   "model": args.model, "sample": len(seen), "prompt_tokens": reply["prompt_tokens"],
+                   "completion_tokens": reply["completion_tokens"], "latency_s": reply["latency_s"]}
+            seen.add(trace)
+        ledger.record(reply, reason, row)
+
+
+def ask_once(p, have, args, client, ledger, shots):
+    """Ask about one test problem once and keep the reply whatever it says: the teacher's own score."""
+    if client.stop.is_set():
+        return
+    try:
+        reply = client.chat(build_messages(p.question, shots[:args.shots]), args.temperature, args.max_tokens)
+    except RequestFailed as e:  # no reply to keep: the problem stays missing and a rerun asks again
+        ledger.record(None, "request_failed", retries=e.retries)
+        return
+    output = normalize_reply(reply["text"])
+    pred = extract_answer(output)
+    ledger.record(reply, None, {
+        "id": p.id, "question": p.question, "gold": p.answer, "output": output, "pred": pred, "model": args.model,
+        "correct": pred == p.answer, "prompt_tokens": reply["prompt_tokens"],
+        "completion_tokens": reply["completion_tokens"], "latency_s": reply["latency_s"],
+        "finish_reason": reply["finish_reason"]})
+
+
+def run_teacher(args, problems, client, shots):
+    """Resume from the output file, ask about every problem not done yet on --workers threads, write the summary."""
+    out, work, need = Path(args.out), (ask_once if args.eval else solve), (1 if args.eval else args.samples)
+    have = {}
+    for row in read_rows(out, repair=True):
+        if row.get("model") != args.model:  # two models' traces in one file could never be told apart
+            raise ValueError(f"{out} holds output of {row.get('model') or row.get('source')!r}, not {args.model!r}: "
+                             f"pass another --out")
+        have.setdefault(row["id"], []).append(row.get("trace", row.get("output")))
+    todo = [p for p in problems if len(have.get(p.id, [])) < need]
+    print(f"{len(problems) - len(todo)} of {len(problems)} problems already done in {out}, asking about {len(todo)}")
+    ledger, status, error = Ledger(out), "done", None
+    pool = ThreadPoolExecutor(args.workers)
+    futures = [pool.submit(work, p, have.get(p.id, []), args, client, ledger, shots) for p in todo]
+    try:
+        t_print = time.time()
+        for i, fut in enumerate(as_completed(futures), 1):
+            fut.result()  # re-raises FatalAPIError (or a bug) from the worker
+            if time.time() - t_print > 30 or i == len(futures):
+                t_print = time.time()
+                c = ledger.counts(args.price_in, args.price_out)
+                print(f"{i}/{len(todo)} problems | {ledger.accepted} lines written | rejected {c['rejections']} | "
+                      f"{c['prompt_tokens']}+{c['completion_tokens']} tokens ${c['cost_usd']:.4f}", flush=True)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except FatalAPIError as e:
+        status, error = "stopped", str(e)
+    finally:
+        client.stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        ledger.close()
+    rows = read_rows(out)
+    n_done = Counter(r["id"] for r in rows)
+    ids = {p.id for p in problems}
+    summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
+               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems)}
+    if args.eval:
+        summary.update(eval_scores(rows, args.price_in, args.price_out))
+        summary.update({"missing": len(ids - set(n_done)), "this_run": ledger.counts(args.price_in, args.price_out)})
+    else:
+        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids),
+                        "problems_without_trace": sum(n_done[i] == 0 for i in ids), "traces_in_file": len(rows),
+                        "traces_accepted": ledger.accepted, **ledger.counts(args.price_in, args.price_out),
+                        "samples": args.samples, "temperature": args.temperature})
+    write_json_atomic(f"{out}.summary.json", summary)
+    return summary
+
+
+def eval_scores(rows, price_in=0.0, price_out=0.0):
+    """Exact match, tokens, cost and latency over the rows of an --eval file."""
+    correct, latencies = sum(bool(r["correct"]) for r in rows), [r["latency_s"] for r in rows]
+    tokens_in, tokens_out = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
+    return {"n": len(rows), "correct": correct, "exact_match": round(correct / max(len(rows), 1), 4),
+            "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
+            "cost_usd": round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6),
+            "latency_median_s": percentile(latencies, 50), "latency_p90_s": percentile(latencies, 90),
+            "finish_reasons": dict(Counter(str(r["finish_reason"]) for r in rows))}
+
+
+def load_teacher_eval(path):
+    """
+    The teacher's score for evaluate.py: (rows, summary) of an --eval file and the summary
+    beside it (rebuilt from the rows if the run was killed before it could write one).
+    Example: rows, summary = load_teacher_eval("traces/gpt-4o-eval-test.jsonl"); summary["exact_match"]
+    """
+    rows = read_rows(path)
+    summary_path = Path(f"{path}.summary.json")
+    if summary_path.exists():
+        return rows, json.loads(summary_path.read_text(encoding="utf-8"))
+    return rows, {"model": rows[0].get("model") if rows else None, **eval_scores(rows)}
+
+
+# -----------------------------------------------------------------------------
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = parser.add_argument
+    a("--source", choices=["teacher", "reference"], default="teacher", help="ask the LLM teacher, or write the GSM8K reference solutions offline")
+    a("--eval", action="store_true", help="score the teacher: ask once per problem (default split test), keep every reply")
+    a("--base-url", default=None, help="OpenAI-compatible API root, the part before /chat/completions (e.g. http://localhost:8000/v1)")
+    a("--model", default=None, help="model name as the server knows it")
+    a("--split", default=None, choices=["train", "val", "test"], help="GSM8K split (default: train, or test with --eval)")
+    a("--out", default=None, help="output JSONL (default: traces/<model>-<split>.jsonl, traces/<model>-eval-<split>.jsonl "
+                                  "with --eval, traces/reference-<split>.jsonl); the summary goes to <out>.summary.json")
+    a("--data-dir", default=None, help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
+    a("--limit", type=int, default=None, help="only the first N problems of the split")
+    a("--samples", type=int, default=1, help="distinct accepted traces to keep per problem")
+    a("--max-attempts", type=int, default=None, help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
+    a("--min-equations", type=int, default=1, help="reject accepted-looking traces with fewer checkable equations (0: off)")
+    a("--shots", type=int, default=4, help="worked examples from the train split in the prompt")
+    a("--temperature", type=float, default=None, help="sampling temperature (default: 0.7, or 0 with --eval)")
+    a("--max-tokens", type=int, default=512, help="longest reply in tokens; a reply cut off there is rejected")
+    a("--workers", type=int, default=8, help="concurrent requests")
+    a("--timeout", type=float, default=60.0, help="seconds to wait for a reply before retrying")
+    a("--max-retries", type=int, default=6, help="retries of one request on connection errors, timeouts, 408/409/429/5xx")
+    a("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
+    a("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
+    a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost estimate")
+    a("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost estimate")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code (0 done, 1 stopped by the API, 2 bad input, 130 interrupted)."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    args.split = args.split or ("test" if args.eval else "train")
+    try:
+        problems = load_gsm8k(args.split, args.data_dir)[:args.limit]
+        if args.source == "reference":
+            args.out = args.out or f"traces/reference-{args.split}.jsonl"
+            print(json.dumps(generate_reference(problems, args.out)))
+            return 0
+        if not args.base_url or not re.match(r"https?://", args.base_url):
+            parser.error("--base-url must start with http:// or https:// (e.g. http://localhost:8000/v1)")
+        if not args.model:
+            parser.error("--model is required with --source teacher")
+        if args.temperature is None:
+            args.temperature = 0.0 if args.eval else 0.7
+        if args.max_attempts is None:
+            args.max_attempts = 2 * args.samples + 2
+        slug = re.sub(r"[^\w.-]+", "-", args.model).strip("-")
+        args.out = args.out or f"traces/{slug}{'-eval' if args.eval else ''}-{args.split}.jsonl"
+        api_key = next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
+        client = Client(args.base_url, args.model, api_key, args.timeout, args.max_retries, args.backoff, args.max_wait)
+        # one more than needed, so a train problem that is itself an example can be left out of its prompt
+        shots = pick_shots(load_gsm8k("train", args.data_dir), args.shots + 1)
+        summary = run_teacher(args, problems, client, shots)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    if summary.get("missing"):
+        print(f"warning: {summary['missing']} problems got no reply (see request_failed); rerun to ask them again",
+              file=sys.stderr)
+    if summary["status"] == "stopped":
+        print(f"error: {summary['error']}", file=sys.stderr)
+        return 1
+    if summary["status"] == "interrupted":
+        print(f"interrupted: every finished line is in {args.out}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # requests still in flight would hold the interpreter open for up to --timeout, and
+    # everything worth keeping is already on disk, so leave without waiting for them
+    os._exit(code)
