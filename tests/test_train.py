@@ -1,0 +1,122 @@
+"""train.py end to end on real GSM8K with the smoke preset: every mode, resume, DDP, bad inputs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import train
+from model import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_train(args, gsm8k_dir, tok_dir, *, check=True, torchrun=0):
+    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": "1" if torchrun else os.environ.get("OMP_NUM_THREADS", "2")}
+    cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"] if torchrun
+           else [sys.executable]) + [str(ROOT / "train.py"), "--preset", "smoke", "--tokenizer-dir", str(tok_dir)] + args
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"train.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def tok_dir(gsm8k_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok")
+    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)  # trained once for every run below
+    return path
+
+
+def train_losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+@pytest.mark.parametrize("mode", train.MODES)
+def test_every_mode_end_to_end(mode, gsm8k_dir, tok_dir, tmp_path):
+    out = tmp_path / mode
+    r = run_train(["--mode", mode, "--out", str(out)], gsm8k_dir, tok_dir)
+    for name in ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json"):
+        assert (out / name).exists(), name
+    losses = train_losses(out)
+    assert len(losses) >= 4 and losses[-1] < losses[0] - 0.5, losses
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["mode"] == mode == config["mode"] and metrics["n_test"] == 32
+    assert metrics["trace_source"] == config["trace_source"] == "GSM8K reference solutions"
+    assert 0 <= metrics["test_em_ci95"][0] <= metrics["test_em"] <= metrics["test_em_ci95"][1] <= 1
+    assert metrics["params"] > metrics["params_no_embeddings"] > 0 and metrics["tokens_seen"] > 0
+    if mode == "mixed":
+        assert "test_em_answer" in metrics
+    assert "test exact match" in r.stdout and "eta" in r.stdout
+
+
+def test_make_examples_modes(gsm8k_dir, tokenizer):
+    problems = data.load_gsm8k("train", gsm8k_dir)[:3]
+    traces = {p.id: [data.reference_to_trace(p.solution)] for p in problems}
+    by_mode = {m: train.make_examples(problems, traces, m, tokenizer, 0) for m in train.MODES}
+    trace_ids = tokenizer.encode(traces[problems[0].id][0])
+    assert tokenizer.decode(by_mode["answer"][0][1].tgt) == f"#### {problems[0].answer}"
+    assert by_mode["cot"][0][1].tgt == trace_ids
+    assert len(by_mode["filler"][0][1].tgt) == len(trace_ids)  # same length, no reasoning
+    assert tokenizer.decode(by_mode["filler"][0][1].tgt).endswith(f"#### {problems[0].answer}")
+    shuffled = tokenizer.decode(by_mode["shuffled"][0][1].tgt).split("\n")
+    original = traces[problems[0].id][0].split("\n")
+    assert sorted(shuffled) == sorted(original) and shuffled[-1] == original[-1]
+    tasks = [t for t, _ in by_mode["mixed"]]
+    assert tasks.count("cot") == tasks.count("answer") == 3
+    assert tokenizer.decode(by_mode["mixed"][1][1].src).startswith("[answer] ")
+
+
+def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
+    args = ["--mode", "cot", "--eval-interval", "100", "--test-limit", "2"]
+    run_train(args + ["--out", str(tmp_path / "straight")], gsm8k_dir, tok_dir)
+    r = run_train(args + ["--out", str(tmp_path / "broken"), "--stop-after-steps", "13"], gsm8k_dir, tok_dir)
+    assert "stopped after step 13" in r.stdout and not (tmp_path / "broken" / "metrics.json").exists()
+    run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
+    a, ca = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b, cb = load_checkpoint(tmp_path / "broken" / "last.pt")
+    assert ca["step"] == cb["step"] > 13
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name
+
+
+def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
+    out = tmp_path / "ddp"
+    r = run_train(["--mode", "cot", "--out", str(out), "--test-limit", "4", "--limit", "128"], gsm8k_dir, tok_dir, torchrun=2)
+    assert "world 2" in r.stdout and "weights identical on 2 ranks" in r.stdout
+    assert r.stdout.count("step 5/") == 1  # only rank 0 prints
+    losses = train_losses(out)
+    assert losses[-1] < losses[0] - 0.5
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+
+
+def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
+    r = run_train(["--mode", "nonsense"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "shuffled" in r.stderr
+    r = run_train(["--preset", "huge"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 2 and "smoke" in r.stderr
+    r = run_train(["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "none.jsonl not found" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "train-00000", "trace": "1 + 1 = 2\n#### 2"}) + "\n{oops\n")
+    r = run_train(["--traces", str(bad), "--out", str(tmp_path / "y")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "bad.jsonl:2" in r.stderr
+    r = run_train(["--resume", "--out", str(tmp_path / "never")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "last.pt not found" in r.stderr
+
+
+def test_partial_traces_warn_and_train(gsm8k_dir, tok_dir, tmp_path):
+    problems = data.load_gsm8k("train", gsm8k_dir)[:64]
+    f = tmp_path / "traces.jsonl"
+    f.write_text("".join(json.dumps({"id": p.id, "trace": data.reference_to_trace(p.solution)}) + "\n" for p in problems[:40]))
+    out = tmp_path / "partial"
+    r = run_train(["--traces", str(f), "--out", str(out), "--test-limit", "2"], gsm8k_dir, tok_dir)
+    assert "no trace for 24 of 64 train problems" in r.stdout
+    assert "cot examples: 40" in r.stdout
+    assert json.loads((out / "metrics.json").read_text())["trace_source"].startswith("teacher traces from")

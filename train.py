@@ -1,0 +1,419 @@
+"""
+Train the student on GSM8K, for each supervision mode the study compares.
+
+    python train.py --mode cot                  # question -> reasoning trace + answer
+    python train.py --mode answer               # question -> answer (the baseline)
+    python train.py --mode mixed                # both tasks, told apart by a prefix
+    python train.py --mode cot --preset smoke   # end to end in under a minute on a CPU
+    torchrun --nproc_per_node=2 train.py --mode cot   # data-parallel (gloo on CPU, nccl on GPU)
+
+The run folder (--out, default runs/<mode>) ends up holding config.json, log.jsonl,
+best.pt, last.pt and metrics.json: every number can be recomputed from it.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import data
+from model import EncoderDecoder, ModelConfig, generate_many, load_checkpoint, save_checkpoint
+
+MODES = ("answer", "cot", "mixed", "filler", "shuffled")
+
+
+@dataclass
+class TrainConfig:
+    mode: str = "cot"              # answer | cot | mixed | filler | shuffled (see make_examples)
+    preset: str = "default"        # named sizes: smoke, default (CPU), gpu
+    out: str = ""                  # run folder; empty -> runs/<mode>
+    data_dir: str = ""             # GSM8K folder; empty -> $GSM8K_DIR or data/gsm8k
+    traces: str = ""               # teacher traces JSONL; empty -> GSM8K reference solutions
+    vocab_size: int = data.DEFAULT_VOCAB  # tokenizer pieces
+    tokenizer_dir: str = ""        # where tokenizers are cached; empty -> data/tokenizer
+    limit: int = 0                 # train on the first N problems only (0 = all)
+    # model
+    d_model: int = 256             # width
+    n_heads: int = 4               # attention heads
+    n_enc_layers: int = 4          # encoder depth
+    n_dec_layers: int = 4          # decoder depth
+    d_ff: int = 1024               # feed-forward width
+    dropout: float = 0.1           # dropout everywhere
+    max_src: int = 384             # longer questions are left out (counted), never truncated
+    max_tgt: int = 512             # longer targets are left out (counted), never truncated
+    # optimization
+    epochs: float = 10.0           # passes over the training examples
+    batch_tokens: int = 8192       # padded tokens (src + tgt) per micro-batch and rank
+    grad_accum: int = 1            # micro-batches per optimizer step
+    lr: float = 1e-3               # peak learning rate
+    min_lr_ratio: float = 0.1      # cosine decays to lr * this
+    warmup_steps: int = 200        # linear warmup (capped at 10% of the run)
+    weight_decay: float = 0.1      # on matrices only, not on norms, biases, embeddings
+    grad_clip: float = 1.0         # max global gradient norm
+    answer_weight: float = 1.0     # mixed mode: weight of the answer task's loss
+    # evaluation and bookkeeping
+    log_interval: int = 20         # steps between progress lines
+    eval_interval: int = 500       # steps between validation + checkpoint
+    eval_problems: int = 100       # val problems decoded for validation exact match
+    test_limit: int = 0            # decode only the first N test problems at the end (0 = all)
+    max_new_tokens: int = 400      # decoding budget for reasoning modes
+    eval_batch: int = 64           # sequences decoded together
+    seed: int = 1337               # everything random derives from it
+    device: str = ""               # cuda | mps | cpu; empty -> best available
+    compile: bool = False          # torch.compile the model
+    stop_after_steps: int = 0      # stop (as if interrupted) after this many steps; 0 = never
+
+
+PRESETS = {
+    # tiny and quick: the whole pipeline in under a minute on 2 CPU cores
+    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
+                  batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
+                  test_limit=32, max_new_tokens=64, lr=3e-3),
+    # the README's CPU results: about 20 minutes of training per run on 2 cores
+    "default": dict(),
+    # one GPU: wider and deeper, more epochs
+    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20,
+                batch_tokens=32768, lr=5e-4, eval_interval=250, eval_problems=300, eval_batch=256),
+}
+
+
+def resolve_config(argv=None):
+    """Defaults, then the preset, then flags given explicitly on the command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    comments = {f.name: "" for f in fields(TrainConfig)}
+    for line in Path(__file__).read_text().split("class TrainConfig:")[1].split("\n\n\n")[0].splitlines():
+        if ":" in line and "#" in line:
+            comments[line.split(":")[0].strip()] = line.split("#", 1)[1].strip()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type is bool or f.type == "bool":
+            parser.add_argument(flag, action="store_true", default=None, help=comments[f.name])
+        elif f.name == "mode":
+            parser.add_argument(flag, choices=MODES, default=None, help=comments[f.name])
+        elif f.name == "preset":
+            parser.add_argument(flag, choices=sorted(PRESETS), default=None, help=comments[f.name])
+        else:
+            parser.add_argument(flag, type=type(f.default), default=None, help=f"{comments[f.name]} (default {f.default!r})")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    args = parser.parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
+    cfg = TrainConfig(**{**PRESETS[given.get("preset", "default")], **given})
+    cfg.out = cfg.out or f"runs/{cfg.mode}"
+    return cfg, args.resume
+
+
+# -----------------------------------------------------------------------------
+# What the student is taught
+
+
+def shuffled_trace(trace, seed):
+    """The same steps in a random order, the answer line kept last: the tokens without the structure."""
+    *steps, last = trace.split("\n")
+    random.Random(seed).shuffle(steps)
+    return "\n".join(steps + [last])
+
+
+def make_examples(problems, traces, mode, tok, seed):
+    """
+    (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
+    with task prefixes. filler: '.' tokens to the trace's length, then '#### a'. shuffled:
+    the trace with its steps in random order.
+    """
+    filler_id = tok.encode(".")[-1]
+    out = []
+    for p in problems:
+        answer_ids = tok.encode(f"#### {p.answer}")
+        for k, trace in enumerate(traces.get(p.id, [])):
+            if mode == "cot":
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(trace))))
+            elif mode == "shuffled":
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(shuffled_trace(trace, f"{seed}-{p.id}-{k}")))))
+            elif mode == "filler":
+                pad = max(0, len(tok.encode(trace)) - len(answer_ids))
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * pad + answer_ids)))
+            elif mode == "mixed":
+                out.append(("cot", data.Example(p.id, tok.encode(data.source_text(p.question, "cot")), tok.encode(trace))))
+        if mode == "answer":
+            out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
+        elif mode == "mixed" and p.id in traces:
+            out.append(("answer", data.Example(p.id, tok.encode(data.source_text(p.question, "answer")), answer_ids)))
+    return out
+
+
+def eval_tasks(mode):
+    """The ways a trained model is asked: mixed models are scored both ways, the rest one way."""
+    return {"mixed": ["cot", "answer"]}.get(mode, [None])
+
+
+def task_prefix(mode, task):
+    return task if mode == "mixed" else None
+
+
+def score(model, tok, problems, mode, task, cfg, calculator=None):
+    """Greedy-decode problems and score exact match of the final answer. Returns (correct, outputs)."""
+    sources = [tok.encode(data.source_text(p.question, task_prefix(mode, task))) for p in problems]
+    max_new = 24 if mode == "answer" or task == "answer" else cfg.max_new_tokens
+    outs = generate_many(model, sources, max_new, batch_size=cfg.eval_batch, calculator=calculator)
+    texts = [tok.decode(o) for o in outs]
+    correct = [data.extract_answer(t) == p.answer for t, p in zip(texts, problems)]
+    return correct, texts
+
+
+# -----------------------------------------------------------------------------
+# The loop
+
+
+def lr_at(step, total, cfg):
+    """Linear warmup, then cosine decay to lr * min_lr_ratio."""
+    warmup = min(cfg.warmup_steps, max(1, total // 10))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, cfg, device):
+    """AdamW; weight decay on weight matrices only (not norms, biases or embeddings)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (decay if p.dim() >= 2 and "emb" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
+
+
+def epoch_batches(examples, cfg, epoch, rank, world):
+    """This rank's (task, indices) batches for an epoch: the same list on every machine for a seed."""
+    batches = []
+    for task, ex in examples.items():
+        batches += [(task, b) for b in data.token_batches(ex, cfg.batch_tokens, seed=cfg.seed + epoch)]
+    random.Random(cfg.seed + epoch).shuffle(batches)
+    per_rank = len(batches) // world
+    return batches[rank * per_rank:(rank + 1) * per_rank]
+
+
+def rng_state():
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def main(argv=None):
+    cfg, resume = resolve_config(argv)
+    ddp = "RANK" in os.environ
+    rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"))
+    if ddp:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    master = rank == 0
+    log = print if master else (lambda *a, **k: None)
+    out = Path(cfg.out)
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+
+    # data: fetch GSM8K and train the tokenizer on first use
+    data_dir = data.resolve_data_dir(cfg.data_dir or None)
+    if master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
+        data.download(data_dir)
+    if ddp:
+        dist.barrier()
+    tok_dir = cfg.tokenizer_dir or data.ROOT / "data" / "tokenizer"
+    tok = data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if master else None
+    if ddp:
+        dist.barrier()
+        tok = tok or data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
+    train = data.load_gsm8k("train", data_dir)[: cfg.limit or None]
+    val = data.load_gsm8k("val", data_dir)
+    if cfg.traces:
+        try:
+            traces = data.read_traces(cfg.traces)
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: {e}")
+        source = f"teacher traces from {cfg.traces}"
+        missing = sum(p.id not in traces for p in train)
+        if missing:
+            log(f"warning: {cfg.traces} has no trace for {missing} of {len(train)} train problems; training on the other {len(train) - missing}")
+    else:
+        traces = {p.id: [data.reference_to_trace(p.solution)] for p in train}
+        source = "GSM8K reference solutions"
+    examples = {}
+    for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed):
+        examples.setdefault(task, []).append(ex)
+    for task in examples:
+        examples[task], dropped = data.drop_long(examples[task], cfg.max_src, cfg.max_tgt)
+        log(f"{task} examples: {len(examples[task])} (left out as longer than {cfg.max_src}/{cfg.max_tgt} tokens: {dropped})")
+    ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
+    val_examples = {}
+    for task, ex in make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed):
+        val_examples.setdefault(task, []).append(ex)
+    steps_per_epoch = len(epoch_batches(examples, cfg, 0, rank, world)) // cfg.grad_accum
+    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+
+    mcfg = ModelConfig(vocab_size=tok.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads, n_enc_layers=cfg.n_enc_layers,
+                       n_dec_layers=cfg.n_dec_layers, d_ff=cfg.d_ff, dropout=cfg.dropout, max_src_len=cfg.max_src,
+                       max_tgt_len=cfg.max_tgt + 1, pad_id=tok.pad_id, bos_id=tok.bos_id, eos_id=tok.eos_id)
+    model = EncoderDecoder(mcfg).to(device)
+    optimizer = make_optimizer(model, cfg, device)
+    step, epoch, position, best_em, tokens_seen, train_time = 0, 0, 0, -1.0, 0, 0.0
+    if resume:
+        if not (out / "last.pt").exists():
+            sys.exit(f"error: --resume: {out / 'last.pt'} not found; start without --resume")
+        loaded, ckpt = load_checkpoint(out / "last.pt", map_location=device)
+        model.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(ckpt["optimizer"])
+        step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
+        best_em, tokens_seen, train_time = ckpt["best_em"], ckpt["tokens_seen"], ckpt["train_time"]
+        random.setstate(ckpt["rng"]["python"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        log(f"resumed {out / 'last.pt'} at step {step}")
+    raw_model = model
+    if cfg.compile:
+        model = torch.compile(model)
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if master:
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
+                "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
+        write_json(out / "config.json", meta)
+    log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {total_steps} steps "
+        f"({steps_per_epoch} per epoch x {cfg.epochs} epochs), device {device}, world {world}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def checkpoint(name, **more):
+        save_checkpoint(out / name, raw_model, tokenizer={"path": tok.path, "sha256": tok.sha256},
+                        train_config=asdict(cfg), step=step, epoch=epoch, position=position, best_em=best_em,
+                        tokens_seen=tokens_seen, train_time=train_time, optimizer=optimizer.state_dict(), rng=rng_state(), **more)
+
+    def evaluate():
+        raw_model.eval()
+        losses = []
+        with torch.no_grad(), autocast:
+            for task, ex in val_examples.items():
+                for b in data.token_batches(ex, cfg.batch_tokens, shuffle=False):
+                    src, tgt_in, targets = (t.to(device) for t in data.collate([ex[i] for i in b]))
+                    losses.append(raw_model(src, tgt_in, targets)[1].item())
+        correct, texts = score(raw_model, tok, val[: cfg.eval_problems], cfg.mode, eval_tasks(cfg.mode)[0], cfg)
+        raw_model.train()
+        return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
+
+    logf = open(out / "log.jsonl", "a") if master else None
+    model.train()
+    t_last, tokens_last = time.time(), tokens_seen
+    done = stop = False
+    while not done:
+        batches = epoch_batches(examples, cfg, epoch, rank, world)
+        while position + cfg.grad_accum <= len(batches):
+            lr = lr_at(step, total_steps, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = 0.0
+            for micro in range(cfg.grad_accum):
+                task, idx = batches[position + micro]
+                src, tgt_in, targets = (t.to(device) for t in data.collate([examples[task][i] for i in idx]))
+                weight = cfg.answer_weight if (cfg.mode == "mixed" and task == "answer") else 1.0
+                sync = micro == cfg.grad_accum - 1  # all-reduce gradients once, on the last micro-step
+                with (model.no_sync() if ddp and not sync else torch.enable_grad()), autocast:
+                    _, loss = model(src, tgt_in, targets)
+                    (loss * weight / cfg.grad_accum).backward()
+                loss_sum += loss.item() / cfg.grad_accum
+                tokens_seen += int((targets != tok.pad_id).sum()) * world
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            position += cfg.grad_accum
+            step += 1
+            if step % cfg.log_interval == 0 or step == total_steps:
+                now = time.time()
+                train_time += now - t_last
+                tps = (tokens_seen - tokens_last) / max(now - t_last, 1e-9)
+                t_last, tokens_last = now, tokens_seen
+                eta = (total_steps - step) * train_time / step
+                log(f"step {step}/{total_steps} | loss {loss_sum:.4f} | lr {lr:.2e} | {tps:,.0f} target tok/s | "
+                    f"elapsed {fmt_time(train_time)} | eta {fmt_time(eta)}")
+                if master:
+                    logf.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "tokens": tokens_seen, "time": train_time}) + "\n")
+                    logf.flush()
+            stop = cfg.stop_after_steps and step >= cfg.stop_after_steps
+            if step % cfg.eval_interval == 0 or step == total_steps or stop:
+                if master:
+                    val_loss, val_em, texts = evaluate()
+                    log(f"eval step {step} | val loss {val_loss:.4f} | val exact match {val_em:.3f} on {min(len(val), cfg.eval_problems)} problems")
+                    for p, text in list(zip(val, texts))[:2]:
+                        log(f"  sample {p.id} (gold {p.answer}): {text[:300]!r}")
+                    logf.write(json.dumps({"step": step, "val_loss": val_loss, "val_em": val_em}) + "\n")
+                    logf.flush()
+                    if val_em > best_em:
+                        best_em = val_em
+                        checkpoint("best.pt", val_em=val_em, val_loss=val_loss)
+                    checkpoint("last.pt")
+                    t_last = time.time()  # evaluation time is not training time
+                if ddp:
+                    dist.barrier()
+            if step >= total_steps or stop:
+                done = True
+                break
+        if not done:
+            epoch, position = epoch + 1, 0
+    if ddp:  # data parallelism is only right if every rank ends with the same weights
+        flat = torch.cat([p.detach().double().flatten() for p in raw_model.parameters()])
+        mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.double, device=flat.device)).sum()]).cpu()
+        every = [torch.zeros_like(mine) for _ in range(world)]
+        dist.all_gather_object(every, mine)
+        if any(not torch.equal(e, every[0]) for e in every):
+            raise RuntimeError(f"ranks disagree on the weights: {[e.tolist() for e in every]}")
+        log(f"weights identical on {world} ranks")
+    if stop and step < total_steps:
+        log(f"stopped after step {step} as asked; continue with --resume")
+    elif master:
+        finish(cfg, out, tok, device, source, tokens_seen, train_time)
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def finish(cfg, out, tok, device, source, tokens_seen, train_time):
+    """Evaluate the best checkpoint once on test and write metrics.json."""
+    model, ckpt = load_checkpoint(out / "best.pt", map_location=device)
+    model.eval()
+    test = data.load_gsm8k("test", cfg.data_dir or None)[: cfg.test_limit or None]
+    metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
+               "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
+               "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "best_step": ckpt["step"],
+               "val_em": ckpt.get("val_em"), "device": str(device)}
+    for task in eval_tasks(cfg.mode):
+        correct, _ = score(model, tok, test, cfg.mode, task, cfg)
+        k = sum(correct)
+        key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
+        metrics[key] = k / len(test)
+        metrics[key + "_ci95"] = data.wilson_interval(k, len(test))
+        print(f"test exact match{'' if task is None else f' ({task})'}: {k}/{len(test)} = {k / len(test):.3f} "
+              f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
+    write_json(out / "metrics.json", metrics)
+    print(f"wrote {out / 'metrics.json'}")
+
+
+def write_json(path, obj):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def fmt_time(s):
+    return f"{int(s // 3600)}:{int(s % 3600 // 60):02d}:{int(s % 60):02d}"
+
+
+if __name__ == "__main__":
+    main()
