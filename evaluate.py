@@ -1,0 +1,575 @@
+"""
+Score trained students (and the LLM teacher) on GSM8K with numbers, and compare them.
+
+    python evaluate.py runs/cot                          # test split -> runs/cot/eval-test/
+    python evaluate.py runs/cot --calculator --split val # -> runs/cot/eval-val-calc/
+    python evaluate.py runs/cot/best.pt --eval-file other.jsonl --limit 100   # any {question, answer} JSONL
+    python evaluate.py --compare runs/answer runs/cot runs/mixed --teacher traces/gpt-4o-eval-test.jsonl
+
+One run writes predictions.jsonl (every problem, every step checked) and eval.json (the metrics).
+--compare reads those files (evaluating a run first if they are missing; a folder that already
+holds an eval.json, e.g. runs/cot/eval-test-calc, is read as it is) and writes report.md with
+its SVG charts into --out (default runs/report/).
+"""
+import argparse
+import html
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import data
+from model import generate_many, load_checkpoint
+
+CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
+CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "no_answer": "no or malformed answer",
+                  "wrong_reasoning": "wrong reasoning, sound arithmetic", "cut_off": "cut off at the length limit"}
+
+# -----------------------------------------------------------------------------
+# Metrics: pure functions of strings and lists, so each can be checked on hand-made cases
+
+
+def step_values(trace):
+    """The values a trace writes down as results of its equations, in order (normalized)."""
+    return [data.normalize_number(s.claimed) for s in data.check_trace(trace)["steps"]]
+
+
+def arithmetic_errors(outputs):
+    """
+    How much of the written arithmetic is false: equations that do not hold over all equations,
+    and problems with at least one false equation over all problems.
+    Example: arithmetic_errors(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
+    """
+    checks = [data.check_trace(o) for o in outputs]
+    eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
+    bad = sum(c["n_wrong"] > 0 for c in checks)
+    return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
+            "problems": len(checks), "problems_with_wrong": bad, "problem_error_rate": bad / len(checks) if checks else None}
+
+
+def step_precision_recall(output_trace, reference_trace):
+    """
+    Intermediate values the output writes (right of each '=') against those of the reference,
+    as multisets: precision = matched / output values, recall = matched / reference values
+    (None when there is nothing to divide by). What was written counts, not what the left side
+    really equals: a student that writes 5 * 4 = 21 and carries 21 on has computed 21.
+    Example: step_precision_recall("5 * 4 = 20\\n20 + 1 = 22", "5 * 4 = 20\\n20 + 1 = 21")["precision"] == 0.5
+    """
+    out, ref = Counter(step_values(output_trace)), Counter(step_values(reference_trace))
+    m, n_out, n_ref = sum((out & ref).values()), sum(out.values()), sum(ref.values())
+    return {"matched": m, "n_output": n_out, "n_reference": n_ref,
+            "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
+
+
+def classify_failure(output, gold, cut_off):
+    """
+    One category per output, first match wins: correct (the extracted answer is gold, as in
+    exact match); cut_off (hit the length limit); no_answer (no '#### <number>' last line);
+    arithmetic_slip (some written equation is false); wrong_reasoning (every equation holds,
+    vacuously so for answer-only outputs, yet the answer is wrong).
+    Example: classify_failure("5 * 4 = 21\\n#### 21", "20", cut_off=False) == "arithmetic_slip"
+    """
+    c = data.check_trace(output)
+    if c["answer"] is not None and c["answer"] == gold:
+        return "correct"
+    if cut_off:
+        return "cut_off"
+    if not c["well_formed"]:
+        return "no_answer"
+    return "arithmetic_slip" if c["n_wrong"] else "wrong_reasoning"
+
+
+def error_propagation(trace):
+    """
+    Where the first false equation falls (0-based step index, and its position 0..1 from first
+    to last step) and how many false results are reused: their (wrong) value appears as an
+    operand in a later step's expression. answer_from_wrong: the final answer is a false result.
+    Example: error_propagation("5 * 4 = 21\\n21 - 3 = 18\\n#### 18")["wrong_reused"] == 1
+    """
+    c = data.check_trace(trace)
+    steps = c["steps"]
+    wrong = [i for i, s in enumerate(steps) if not s.ok]
+    operands = [{data.normalize_number(x) for x in data.NUMBER.findall(s.expression)} for s in steps]
+    reused = sum(any(data.normalize_number(steps[i].claimed) in ops for ops in operands[i + 1:]) for i in wrong)
+    first = wrong[0] if wrong else None
+    return {"n_steps": len(steps), "wrong": len(wrong), "first_wrong": first,
+            "first_wrong_position": None if first is None else first / max(1, len(steps) - 1),
+            "wrong_reused": reused,
+            "answer_from_wrong": any(data.normalize_number(steps[i].claimed) == c["answer"] for i in wrong)}
+
+
+def mcnemar(a_correct, b_correct):
+    """
+    Paired McNemar test of two models on the same problems. Only discordant pairs carry
+    information: b = a right and b wrong, c = the reverse. p_exact is the two-sided exact
+    binomial test, 2 * P(X <= min(b, c)) for X ~ Bin(b + c, 1/2); chi2 the continuity-corrected
+    statistic (|b - c| - 1)^2 / (b + c) with its 1-dof p-value, for reference.
+    Example: mcnemar([1] * 10 + [0] * 2, [0] * 10 + [1] * 2)["p_exact"] == 0.0386 (rounded)
+    """
+    assert len(a_correct) == len(b_correct), "McNemar needs the same problems for both models"
+    pairs = Counter((bool(a), bool(b)) for a, b in zip(a_correct, b_correct))
+    b, c = pairs[(True, False)], pairs[(False, True)]
+    n = b + c
+    p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n) if n else 1.0
+    chi2 = (abs(b - c) - 1) ** 2 / n if n else 0.0
+    return {"n": len(a_correct), "both_right": pairs[(True, True)], "only_a": b, "only_b": c,
+            "both_wrong": pairs[(False, False)], "p_exact": p, "chi2": chi2, "p_chi2": math.erfc(math.sqrt(chi2 / 2))}
+
+
+def summarize(rows):
+    """
+    Every metric of one model on one task from its predictions rows (what predictions.jsonl
+    holds), so eval.json can always be recomputed from predictions.jsonl.
+    Example: summarize(read_predictions("runs/cot/eval-test"))["exact_match"]
+    """
+    n, k = len(rows), sum(r["correct"] for r in rows)
+    outputs = [r["output"] for r in rows]
+    prop = [error_propagation(o) for o in outputs]
+    firsts = [p["first_wrong"] for p in prop if p["first_wrong"] is not None]
+    wrong = sum(p["wrong"] for p in prop)
+    spr = [r["step_match"] for r in rows if r.get("step_match")]
+    matched, n_out, n_ref = (sum(s[key] for s in spr) for key in ("matched", "n_output", "n_reference"))
+    tokens = [r["n_tokens"] for r in rows]
+    return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
+            **arithmetic_errors(outputs),
+            "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
+            "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
+            # micro-averaged over all values, so a problem with many steps weighs more
+            "step_precision": matched / n_out if n_out else None, "step_recall": matched / n_ref if n_ref else None,
+            "failures": {c: sum(r["category"] == c for r in rows) for c in CATEGORIES},
+            "first_wrong_step": {str(i + 1): firsts.count(i) for i in range(4)} | {"5+": sum(i >= 4 for i in firsts)},
+            "first_wrong_position_mean": float(np.mean([p["first_wrong_position"] for p in prop if p["first_wrong"] is not None])) if firsts else None,
+            "wrong_results": wrong, "wrong_results_reused": sum(p["wrong_reused"] for p in prop),
+            "wrong_reuse_rate": sum(p["wrong_reused"] for p in prop) / wrong if wrong else None,
+            "answers_from_wrong_result": sum(p["answer_from_wrong"] for p in prop)}
+
+
+# -----------------------------------------------------------------------------
+# One run: load, decode, score, write
+
+
+def write_atomic(path, text):
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def resolve_run(path):
+    """(run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file."""
+    path = Path(path)
+    if path.is_file():
+        return path.parent, path
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --out {path}` or fix the path")
+    if not (path / "best.pt").exists():
+        raise FileNotFoundError(f"{path} has no best.pt: the run has not reached its first evaluation yet; "
+                                f"finish it with `python train.py --out {path} --resume`, or pass a checkpoint such as {path / 'last.pt'}")
+    return path, path / "best.pt"
+
+
+def load_problems(split, eval_file=None, data_dir=None):
+    """
+    (id, question, gold answer, reference trace or None) of a GSM8K split, or of any JSONL of
+    {question, answer} where answer is a GSM8K-style solution ('... #### 18') or just the number.
+    Example: load_problems("test")[0][2] == "18"
+    """
+    if not eval_file:
+        return [(p.id, p.question, p.answer, data.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
+    if not Path(eval_file).exists():
+        raise FileNotFoundError(f"eval file {eval_file} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
+    out = []
+    for i, row in enumerate(data.read_jsonl(eval_file), 1):
+        answer = str(row.get("answer", "")) if isinstance(row, dict) else ""
+        gold = data.extract_answer(answer)
+        if gold is None or not isinstance(row.get("question"), str):
+            raise ValueError(f"{eval_file}:{i}: needs a string 'question' and an 'answer' holding a number")
+        ref = data.reference_to_trace(answer) if "####" in answer else None
+        out.append((str(row.get("id", f"{Path(eval_file).stem}-{i - 1:05d}")), row["question"], gold, ref))
+    return out
+
+
+def load_tokenizer(ckpt, run_dir):
+    """The tokenizer the run was trained with, checked by its sha256."""
+    info = ckpt.get("tokenizer") or {}
+    path = Path(info.get("path", ""))
+    if not path.is_file():  # a run copied from another machine: look in this checkout's cache
+        path = Path(__file__).resolve().parent / "data" / "tokenizer" / path.name
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer {info.get('path')} of run {run_dir} not found: train.py re-creates it "
+                                f"(same --vocab-size and data), or copy it to {path}")
+    tok = data.Tokenizer(path)
+    if info.get("sha256") and tok.sha256 != info["sha256"]:
+        raise ValueError(f"tokenizer {path} is not the one run {run_dir} was trained with (sha256 differs)")
+    return tok
+
+
+def decode_all(model, sources, max_new, batch_size, calculator, label):
+    """Greedy outputs in the original order, one generate_many call per batch so progress can be shown."""
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths pad less
+    outs, t0 = [None] * len(sources), time.time()
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator)):
+            outs[i] = ids
+        done, el = start + len(idx), time.time() - t0
+        print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s", flush=True)
+    return outs, time.time() - t0
+
+
+def batch1_latency(model, sources, max_new, device, calculator):
+    """Seconds per sample at batch 1 with the KV cache, after one warm-up call (lazy init is not latency)."""
+    times = []
+    for k, src in enumerate([sources[0]] + sources):
+        x = torch.tensor([src], device=device)
+        t0 = time.perf_counter()
+        model.generate(x, max_new, use_cache=True, calculator=calculator)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if k:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def eval_dir_name(split, eval_file, calculator, limit):
+    """eval-test, eval-val-calc, eval-myfile-limit100: settings that change the numbers get their own folder."""
+    name = f"eval-{Path(eval_file).stem if eval_file else split}"
+    return name + ("-calc" if calculator else "") + (f"-limit{limit}" if limit else "")
+
+
+def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, out=None, batch_size=None,
+                 max_new_tokens=None, latency_samples=20, device=None, data_dir=None):
+    """
+    Decode every problem greedily, check every output, write predictions.jsonl and eval.json
+    into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict.
+    Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
+    """
+    run_dir, ckpt_path = resolve_run(run)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
+    cfg = ckpt.get("train_config") or {}
+    mode = cfg.get("mode", "cot")
+    tok = load_tokenizer(ckpt, run_dir)
+    problems = load_problems(split, eval_file, data_dir or cfg.get("data_dir") or None)[: limit or None]
+    if not problems:
+        raise ValueError(f"no problems to score in {eval_file or split}")
+    out = Path(out or run_dir / eval_dir_name(split, eval_file, calculator, limit))
+    out.mkdir(parents=True, exist_ok=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
+    rows, results = [], []
+    for task in (["cot", "answer"] if mode == "mixed" else [None]):
+        label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
+        max_new = 24 if "answer" in (mode, task) else (max_new_tokens or cfg.get("max_new_tokens", 400))
+        sources = [tok.encode(data.source_text(q, task)) for _, q, _, _ in problems]
+        calc = data.Calculator(tok) if calculator else None
+        print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
+              f"up to {max_new} new tokens, on {device}")
+        ids, seconds = decode_all(model, sources, max_new, batch_size or cfg.get("eval_batch", 64), calc, label)
+        task_rows = []
+        for (pid, q, gold, ref), o in zip(problems, ids):
+            text, cut = tok.decode(o), len(o) >= max_new  # no eos within the budget
+            c = data.check_trace(text)
+            task_rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
+                              "correct": c["answer"] == gold, "category": classify_failure(text, gold, cut),
+                              "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
+                              "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
+                              "step_match": step_precision_recall(text, ref) if ref else None})
+        lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None) if latency_samples else []
+        m = summarize(task_rows)
+        m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
+                  "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
+                  "latency_ms_median": 1000 * float(np.median(lat)) if lat else None,
+                  "latency_ms_p90": 1000 * float(np.percentile(lat, 90)) if lat else None,
+                  "latency_samples": len(lat), "calculator_fired": calc.fired if calc else 0})
+        results.append(m)
+        rows += task_rows
+    if device.type == "cuda":
+        peak, kind = torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
+    else:  # the whole process' high-water mark (Python, torch, data), not the model alone; KiB on Linux, bytes on macOS
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+        kind = "process high-water mark (ru_maxrss)"
+    weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
+    report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
+              "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
+              "device": str(device), "torch": torch.__version__,
+              "efficiency": {"params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
+                             # the file also holds optimizer state, hence the weights' own size beside it
+                             "checkpoint_mb": ckpt_path.stat().st_size / 2 ** 20, "weights_mb": weights / 2 ** 20,
+                             "peak_memory_mb": peak, "peak_memory_kind": kind},
+              "results": results}
+    write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
+    for m in results:
+        lo, hi = m["exact_match_ci95"]
+        print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
+              f"equations false {fmt(m['equation_error_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
+              f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
+    print(f"peak memory {peak:.0f} MB ({kind}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
+    return report
+
+
+def fmt(x, spec):
+    return "—" if x is None else format(x, spec)
+
+
+# -----------------------------------------------------------------------------
+# The comparison: report.md and SVG charts from eval.json files
+
+
+def read_eval(folder):
+    """(eval.json dict, predictions rows) of an eval folder; a corrupt file is one clear error."""
+    folder = Path(folder)
+    try:
+        report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+        rows = data.read_jsonl(folder / "predictions.jsonl")
+        assert isinstance(report.get("results"), list)
+    except (ValueError, AssertionError, AttributeError, FileNotFoundError) as e:
+        raise ValueError(f"{folder}: eval.json or predictions.jsonl is missing or corrupt ({str(e)[:120]}); "
+                         f"delete {folder} and rerun `python evaluate.py {folder.parent}`") from None
+    return report, rows
+
+
+def load_teacher(path):
+    """The teacher's (rows, summary) from `teacher.py --eval`."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"teacher eval file {path} not found: make it with `python teacher.py ... --eval --out {path}`")
+    from teacher import load_teacher_eval
+    return load_teacher_eval(path)
+
+
+def nice_ticks(lo, hi, n=5):
+    """
+    About n round tick values (steps of 1, 2 or 5 times a power of ten) spanning [lo, hi] with a
+    little margin, never crossing zero that the data does not cross.
+    Example: nice_ticks(0.03, 0.62) == [0.0, 0.2, 0.4, 0.6, 0.8]
+    """
+    if hi == lo:  # one value: show it in the middle of a range around it
+        lo, hi = (lo * 0.5, lo * 1.5) if lo > 0 else (lo - 1, hi + 1)
+    pad = 0.05 * (hi - lo)
+    lo, hi = (lo - pad if lo - pad >= 0 or lo < 0 else 0), hi + pad
+    raw = (hi - lo) / n
+    step = next(m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10) if m * 10 ** math.floor(math.log10(raw)) >= raw)
+    return [round(k * step, 12) for k in range(math.floor(lo / step), math.ceil(hi / step) + 1)]
+
+
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+
+
+def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None):
+    """
+    A small SVG chart written by hand (no plotting library): series is [(label, [(x, y), ...],
+    [(lo, hi), ...] or None)]; lines=False draws labelled points with error bars; hline=(label, y)
+    adds a dashed reference line.
+    Example: svg_chart("loss.svg", "training loss", "step", "loss", [("cot", [(0, 4.1), (20, 3.2)], None)])
+    """
+    W, H, L, R, T, B = 720, 420, 70, 170, 40, 50
+    xs = [x for _, pts, _ in series for x, _ in pts] or [0, 1]
+    ys = [y for _, pts, _ in series for _, y in pts] + [v for _, _, err in series for lh in (err or []) for v in lh]
+    ys = (ys + ([hline[1]] if hline else [])) or [0, 1]
+    xt, yt = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
+    (x0, x1), (y0, y1) = (xt[0], xt[-1]), (yt[0], yt[-1])
+    sx = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)
+    sy = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
+    e = html.escape
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>', f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{e(title)}</text>',
+           f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{e(xlabel)}</text>',
+           f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">{e(ylabel)}</text>']
+    for vx in xt:  # grid and tick labels
+        out += [f'<line x1="{sx(vx):.1f}" y1="{T}" x2="{sx(vx):.1f}" y2="{H - B}" stroke="#eee"/>',
+                f'<text x="{sx(vx):.1f}" y="{H - B + 16}" text-anchor="middle">{vx:g}</text>']
+    for vy in yt:
+        out += [f'<line x1="{L}" y1="{sy(vy):.1f}" x2="{W - R}" y2="{sy(vy):.1f}" stroke="#eee"/>',
+                f'<text x="{L - 6}" y="{sy(vy) + 4:.1f}" text-anchor="end">{vy:g}</text>']
+    out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#333"/>')
+    if hline:
+        out += [f'<line x1="{L}" y1="{sy(hline[1]):.1f}" x2="{W - R}" y2="{sy(hline[1]):.1f}" stroke="#555" stroke-dasharray="6 4"/>',
+                f'<text x="{L + 4}" y="{sy(hline[1]) - 4:.1f}" fill="#555">{e(hline[0])}</text>']
+    for k, (label, pts, err) in enumerate(series):
+        c = COLORS[k % len(COLORS)]
+        if lines and pts:
+            out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
+        for j, (x, y) in enumerate(pts):  # markers too on lines: a one-point curve still shows
+            if err:
+                out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
+            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if lines else 5}" fill="{c}"/>')
+            if not lines:
+                out.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(y) - 6:.1f}" fill="{c}">{e(label)}</text>')
+        out += [f'<rect x="{W - R + 12}" y="{T + 18 * k}" width="12" height="12" fill="{c}"/>',
+                f'<text x="{W - R + 30}" y="{T + 18 * k + 11}">{e(label)}</text>']
+    write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
+
+
+def read_log(run_dir):
+    """Training-loss and validation points of a run's log.jsonl (empty when there is none)."""
+    path = Path(run_dir) / "log.jsonl"
+    rows = data.read_jsonl(path) if path.exists() else []
+    return ([(r["step"], r["loss"]) for r in rows if "loss" in r], [(r["step"], r["val_em"]) for r in rows if "val_em" in r])
+
+
+def block(text):
+    return "```\n" + (text or "(empty)").replace("```", "'''").strip() + "\n```"
+
+
+def cell(x, spec=".3f"):
+    return fmt(x, spec).replace("|", "\\|")
+
+
+def compare(runs, args):
+    """
+    Evaluate what is missing, then write report.md and its SVG charts into args.out.
+    Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "--teacher", "t.jsonl"]))
+    """
+    out = Path(args.out or "runs/report")
+    out.mkdir(parents=True, exist_ok=True)
+    entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id
+    for run in runs:
+        run = Path(run)
+        folder = run if (run / "eval.json").exists() else resolve_run(run)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
+        if not (folder / "eval.json").exists():
+            evaluate_run(run, args.split, args.eval_file, args.calculator, args.limit, folder, args.batch_size,
+                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir)
+        report, rows = read_eval(folder)
+        for m in report["results"]:
+            entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": report["run"],
+                            "folder": str(folder), "device": report["device"], "preds": {r["id"]: r for r in rows if r.get("task") == m["task"]}})
+    teacher_rows, teacher = load_teacher(args.teacher) if args.teacher else ([], None)
+    teacher_by_id = {r["id"]: r for r in teacher_rows}
+    b = Path(args.baseline or ".").resolve()
+    b = b.parent if b.is_file() else b  # a checkpoint names its run
+    named = [e for e in entries if args.baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
+    base = (named or [e for e in entries if e["mode"] == "answer"] or [None])[0]
+    students = [e for e in entries if e is not base]
+    entries = ([base] if base else []) + students  # the baseline's row first
+
+    lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
+             f"Problems: {entries[0]['m']['n'] if entries else 0} per model ({args.eval_file or args.split}); "
+             f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
+             f"with the KV cache (median / 90th percentile); memory is the peak of the evaluating process on CPU "
+             f"(ru_maxrss, a process high-water mark) or torch's max allocated on CUDA.", "", "## Trade-off", "",
+             "| model | exact match (95% CI) | params (without embeddings) | latency ms median / p90 | samples/s batched | peak memory MB | tokens / output (teacher: API tokens) | steps / output | false equations (share of problems) | device |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    if teacher:
+        ar = arithmetic_errors([r["output"] for r in teacher_rows])
+        lo, hi = data.wilson_interval(teacher["correct"], teacher["n"])
+        steps = sum(data.check_trace(r["output"])["n_steps"] for r in teacher_rows) / max(1, len(teacher_rows))
+        lat = [teacher.get(k) for k in ("latency_median_s", "latency_p90_s")]
+        lines.append(f"| teacher{cell(' ' + teacher['model'] if teacher.get('model') else '', '')} (upper bound, n={teacher['n']}) | {teacher['exact_match']:.3f} ({lo:.3f}-{hi:.3f}) | — | "
+                     f"{' / '.join(cell(None if x is None else 1000 * x, '.0f') for x in lat)} (API) | — | — | "
+                     f"{teacher['completion_tokens'] / max(1, teacher['n']):.1f} | {steps:.1f} | "
+                     f"{cell(ar['equation_error_rate'], '.1%')} ({cell(ar['problem_error_rate'], '.1%')}) | API |")
+    for e in entries:
+        m, eff = e["m"], e["eff"]
+        lo, hi = m["exact_match_ci95"]
+        lines.append(f"| {e['label']}{' (baseline)' if e is base else ''} | {m['exact_match']:.3f} ({lo:.3f}-{hi:.3f}) | "
+                     f"{eff['params'] / 1e6:.2f}M ({eff['params_no_embeddings'] / 1e6:.2f}M) | {cell(m['latency_ms_median'], '.0f')} / "
+                     f"{cell(m['latency_ms_p90'], '.0f')} | {m['samples_per_s']:.1f} | {eff['peak_memory_mb']:.0f} | {m['tokens_mean']:.1f} | "
+                     f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} |")
+    lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
+
+    lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
+              "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
+              "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand.", "",
+              "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
+              "| --- " * (len(CATEGORIES) + 6) + "|"]
+    for e in entries:
+        m = e["m"]
+        lines.append(f"| {e['label']} | " + " | ".join(f"{m['failures'][c]} ({m['failures'][c] / max(1, m['n']):.0%})" for c in CATEGORIES)
+                     + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
+                     f"{m['wrong_results_reused']} of {m['wrong_results']} | {m['answers_from_wrong_result']} |")
+
+    if base:
+        lines += ["", f"## Paired against the baseline ({base['label']})", "",
+                  "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
+                  "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for e in students:
+            ids = sorted(set(e["preds"]) & set(base["preds"]))
+            t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
+            lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
+    else:
+        lines += ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
+
+    rng = random.Random(0)  # the same examples every time the report is written
+    for e in students if base else []:
+        lines += ["", f"## Examples: {e['label']} against {base['label']}", ""]
+        ids = sorted(set(e["preds"]) & set(base["preds"]))
+        for b_ok, s_ok in ((True, True), (True, False), (False, True), (False, False)):
+            pool = [i for i in ids if base["preds"][i]["correct"] == b_ok and e["preds"][i]["correct"] == s_ok]
+            lines.append(f"### baseline {'right' if b_ok else 'wrong'}, {e['label']} {'right' if s_ok else 'wrong'}: {len(pool)} of {len(ids)} problems\n")
+            for i in rng.sample(pool, min(args.examples, len(pool))):
+                p = e["preds"][i]
+                lines += [f"**{i}** — {p['question']}", "", f"Gold answer: **{p['gold']}**", ""]
+                if i in teacher_by_id:
+                    lines += ["Teacher:", block(teacher_by_id[i]["output"]), ""]
+                lines += [f"Baseline ({base['label']}):", block(base["preds"][i]["output"]), "", f"{e['label']}:", block(p["output"]), ""]
+    lines += ["", "## Most frequent failures", ""]
+    for e in entries:
+        wrong = Counter(r["category"] for r in e["preds"].values() if r["category"] != "correct")
+        lines.append(f"### {e['label']}\n")
+        for cat, k in wrong.most_common():
+            ex = min((r for r in e["preds"].values() if r["category"] == cat), key=lambda r: (len(r["output"]), r["id"]))
+            lines += [f"- **{CATEGORY_NAMES[cat]}**: {k} of {len(e['preds'])} problems. Shortest example, {ex['id']} (gold {ex['gold']}):", "",
+                      block(ex["output"]), ""]
+
+    # charts
+    pts = [e for e in entries if e["m"]["latency_ms_median"] is not None]
+    top = ("teacher", teacher["exact_match"]) if teacher else None
+    svg_chart(out / "accuracy_latency.svg", "Exact match against latency (batch 1)", "median latency per sample (ms)", "exact match",
+              [(e["label"], [(e["m"]["latency_ms_median"], e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in pts], lines=False, hline=top)
+    svg_chart(out / "accuracy_params.svg", "Exact match against size", "parameters (millions)", "exact match",
+              [(e["label"], [(e["eff"]["params"] / 1e6, e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in entries], lines=False, hline=top)
+    logs = {e["run"]: (e["mode"], read_log(e["run"])) for e in entries}
+    svg_chart(out / "train_loss.svg", "Training loss", "step", "loss", [(mode, loss, None) for mode, (loss, _) in logs.values()])
+    svg_chart(out / "val_em.svg", "Validation exact match during training", "step", "exact match", [(mode, em, None) for mode, (_, em) in logs.values()])
+    lines += ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
+    write_atomic(out / "report.md", "\n".join(lines))
+    print(f"wrote {out / 'report.md'} and 4 charts beside it")
+    return out / "report.md"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
+    p.add_argument("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
+    p.add_argument("--teacher", default=None, help="--compare: the teacher's `teacher.py --eval` JSONL (the upper bound)")
+    p.add_argument("--baseline", default=None, help="--compare: run folder to test against (default: the run whose mode is answer)")
+    p.add_argument("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
+    p.add_argument("--eval-file", default=None, help="score this JSONL of {question, answer} lines instead of a GSM8K split")
+    p.add_argument("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed, not generated")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N problems (0 = all)")
+    p.add_argument("--batch-size", type=int, default=None, help="sequences decoded together (default: the run's eval_batch)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    p.add_argument("--latency-samples", type=int, default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    p.add_argument("--examples", type=int, default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
+    p.add_argument("--data-dir", default=None, help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.compare:
+            compare(args.runs, args)
+        else:
+            if args.out and len(args.runs) > 1:
+                sys.exit("error: --out names one folder; evaluate one run at a time with it")
+            for run in args.runs:
+                evaluate_run(run, args.split, args.eval_file, args.calculator, args.limit, args.out, args.batch_size,
+                             args.max_new_tokens, args.latency_samples, args.device, args.data_dir)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

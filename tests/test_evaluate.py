@@ -1,0 +1,259 @@
+"""evaluate.py: every metric on hand-made cases with exact values, then end to end on tiny checkpoints."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+import data
+import evaluate as ev
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_arithmetic_errors():
+    outs = ["3 * 4 = 12 apples\n12 - 2 = 11\n#### 11", "2 + 2 = 4\n#### 4", "#### 7"]
+    assert ev.arithmetic_errors(outs) == {"equations": 3, "wrong_equations": 1, "equation_error_rate": 1 / 3,
+                                          "problems": 3, "problems_with_wrong": 1, "problem_error_rate": 1 / 3}
+    none = ev.arithmetic_errors(["#### 7"])
+    assert none["equations"] == 0 and none["equation_error_rate"] is None and none["problem_error_rate"] == 0
+    assert ev.arithmetic_errors([])["problem_error_rate"] is None
+
+
+def test_step_precision_recall():
+    ref = "5 * 4 = 20 pens\n20 + 1 = 21\n#### 21"
+    assert ev.step_precision_recall("5 * 4 = 20\n20 + 1 = 22\n#### 22", ref) == \
+        {"matched": 1, "n_output": 2, "n_reference": 2, "precision": 0.5, "recall": 0.5}
+    # multisets: 4 written twice matches the reference's single 4 once; the written value
+    # counts, normalized ("$1,200.00" is 1200), not what the left side equals
+    r = ev.step_precision_recall("2 + 2 = 4\n1 + 3 = 4\n600 * 2 = $1,200.00\n#### 1200", "2 + 2 = 4\n4 * 300 = 1200\n4 * 2 = 8\n#### 8")
+    assert (r["matched"], r["n_output"], r["n_reference"]) == (2, 3, 3)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert ev.step_precision_recall("3 * 3 = 10\n#### 10", "3 * 3 = 9\n#### 9")["precision"] == 0.0
+    assert ev.step_precision_recall("#### 4", ref) == {"matched": 0, "n_output": 0, "n_reference": 2, "precision": None, "recall": 0.0}
+
+
+@pytest.mark.parametrize("output, gold, cut, expected", [
+    ("5 * 4 = 20\n#### 20", "20", False, "correct"),
+    ("5 * 4 = 21\n#### 20", "20", False, "correct"),          # right answer despite the slip: exact match decides
+    ("5 * 4 = 20\n20 * 4 = 8", "80", True, "cut_off"),
+    ("5 * 4 = 21\n#### 21", "20", False, "arithmetic_slip"),
+    ("5 * 4 = 20\n20 + 1 = 21\n#### 21", "19", False, "wrong_reasoning"),
+    ("#### 7", "8", False, "wrong_reasoning"),                 # answer-only: nothing to check, wrong answer
+    ("5 * 4 = 20 so the answer is", "20", False, "correct"),    # the flexible rule still finds 20
+    ("5 * 4 = 20 so the answer is 3", "20", False, "no_answer"),
+    ("", "20", False, "no_answer"),
+    ("#### lots", "20", False, "no_answer"),
+])
+def test_classify_failure(output, gold, cut, expected):
+    assert ev.classify_failure(output, gold, cut) == expected
+
+
+def test_error_propagation():
+    p = ev.error_propagation("5 * 4 = 21\n21 - 3 = 18\n18 / 2 = 9\n#### 9")
+    assert p == {"n_steps": 3, "wrong": 1, "first_wrong": 0, "first_wrong_position": 0.0, "wrong_reused": 1, "answer_from_wrong": False}
+    p = ev.error_propagation("2 + 2 = 4\n4 * 3 = 13\n#### 13")
+    assert p == {"n_steps": 2, "wrong": 1, "first_wrong": 1, "first_wrong_position": 1.0, "wrong_reused": 0, "answer_from_wrong": True}
+    p = ev.error_propagation("1 + 1 = 2\n2 + 2 = 5\n7 + 1 = 8\n5 * 2 = 11\n#### 11")  # two slips, the first carried on
+    assert (p["first_wrong"], p["first_wrong_position"], p["wrong"], p["wrong_reused"]) == (1, 1 / 3, 2, 1)
+    assert ev.error_propagation("2 + 2 = 4\n#### 4")["first_wrong"] is None
+    assert ev.error_propagation("#### 4")["first_wrong_position"] is None
+
+
+def test_mcnemar_exact_against_known_values():
+    a = [True] * 10 + [False] * 2 + [True] * 5 + [False] * 7
+    b = [False] * 10 + [True] * 2 + [True] * 5 + [False] * 7
+    t = ev.mcnemar(a, b)
+    assert (t["n"], t["both_right"], t["only_a"], t["only_b"], t["both_wrong"]) == (24, 5, 10, 2, 7)
+    assert t["p_exact"] == pytest.approx(158 / 4096) and round(t["p_exact"], 4) == 0.0386  # 2 * P(X <= 2 | 12, 1/2)
+    assert t["chi2"] == pytest.approx(49 / 12) and round(t["p_chi2"], 4) == 0.0433         # chi-square table, 1 dof
+    assert ev.mcnemar(b, a)["p_exact"] == t["p_exact"]                                     # two-sided: symmetric
+    assert ev.mcnemar([True, False] * 3, [False, True] * 3)["p_exact"] == 1.0              # b == c: capped at 1
+    assert ev.mcnemar([True, True], [True, True])["p_exact"] == 1.0                        # no discordant pair
+    assert ev.mcnemar([True] * 6, [False] * 6)["p_exact"] == pytest.approx(2 / 64)          # 0.03125
+
+
+def test_wilson_interval_known_value():
+    lo, hi = data.wilson_interval(50, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.4038, 0.5962)
+
+
+def row(output, gold, cut=False, ref=None, n_tokens=10):
+    c = data.check_trace(output)
+    return {"id": f"p{abs(hash(output)) % 10 ** 6}", "task": None, "output": output, "gold": gold, "pred": c["answer"],
+            "correct": c["answer"] == gold, "category": ev.classify_failure(output, gold, cut), "cut_off": cut,
+            "n_tokens": n_tokens, "step_match": ev.step_precision_recall(output, ref) if ref else None}
+
+
+def test_summarize_hand_made():
+    rows = [row("5 * 4 = 20\n20 + 1 = 21\n#### 21", "21", ref="5 * 4 = 20\n20 + 1 = 21\n#### 21", n_tokens=10),
+            row("5 * 4 = 21\n21 - 1 = 20\n#### 20", "19", ref="5 * 4 = 20\n20 - 1 = 19\n#### 19", n_tokens=20),
+            row("2 * 3 = 6\n6 * 3 = 18\n#### 18", "12", ref="2 * 6 = 12\n#### 12", n_tokens=30),
+            row("1 + 1 = 2\n2 + 2 = 4\n4 + 4 = 8\n8 + 8 = 17\n16 + 16 = 33", "32", cut=True, n_tokens=64)]
+    m = ev.summarize(rows)
+    assert (m["n"], m["correct"], m["exact_match"]) == (4, 1, 0.25)
+    assert m["exact_match_ci95"] == list(data.wilson_interval(1, 4))
+    assert (m["equations"], m["wrong_equations"], m["problems_with_wrong"]) == (11, 3, 2)
+    assert m["equation_error_rate"] == 3 / 11 and m["problem_error_rate"] == 0.5
+    assert (m["tokens_mean"], m["tokens_median"], m["steps_mean"]) == (31.0, 25.0, 11 / 4)
+    # step values, micro-averaged over the three problems with a reference: matched 2 + 1 (the 20) + 0,
+    # of 6 written and 5 in the references
+    assert m["step_precision"] == 3 / 6 and m["step_recall"] == 3 / 5
+    assert m["failures"] == {"correct": 1, "arithmetic_slip": 1, "wrong_reasoning": 1, "no_answer": 0, "cut_off": 1}
+    assert m["first_wrong_step"] == {"1": 1, "2": 0, "3": 0, "4": 1, "5+": 0}
+    assert m["first_wrong_position_mean"] == pytest.approx((0 + 3 / 4) / 2)
+    assert (m["wrong_results"], m["wrong_results_reused"], m["wrong_reuse_rate"]) == (3, 1, 1 / 3)
+    assert m["answers_from_wrong_result"] == 1  # the cut-off one: its last number, 33, is a false result
+
+
+def test_nice_ticks():
+    assert ev.nice_ticks(0.03, 0.62) == [0.0, 0.2, 0.4, 0.6, 0.8]      # no negative accuracy for the margin's sake
+    assert ev.nice_ticks(5, 400) == [0, 100, 200, 300, 400, 500]
+    assert ev.nice_ticks(2.77, 7.29) == [2, 3, 4, 5, 6, 7, 8]
+    assert ev.nice_ticks(0.34, 0.34) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # a single value sits inside the range
+    assert ev.nice_ticks(-3, 4) == [-4, -2, 0, 2, 4, 6]
+
+
+def test_svg_chart_is_valid_xml(tmp_path):
+    ev.svg_chart(tmp_path / "a.svg", "t <&>", "x", "y", [("cot & co", [(1, 0.2)], [(0.1, 0.3)]), ("answer", [(1, 0.2)], None)],
+                 lines=False, hline=("teacher", 0.9))
+    ev.svg_chart(tmp_path / "b.svg", "loss", "step", "loss", [("cot", [(0, 4.0), (10, 3.0), (20, 2.5)], None), ("empty", [], None)])
+    ev.svg_chart(tmp_path / "c.svg", "nothing", "x", "y", [])
+    for name in "abc":
+        assert ET.parse(tmp_path / f"{name}.svg").getroot().tag.endswith("svg")
+    assert "cot &amp; co" in (tmp_path / "a.svg").read_text()
+
+
+# ----------------------------------------------------------------------------- files and errors
+
+
+def test_eval_file_rows_and_errors(tmp_path):
+    f = tmp_path / "extra.jsonl"
+    f.write_text(json.dumps({"question": "q1?", "answer": "She has 3+4 = <<3+4=7>>7 pens.\n#### 7"}) + "\n"
+                 + json.dumps({"id": "x", "question": "q2?", "answer": 12.50}) + "\n")
+    assert ev.load_problems("test", f) == [("extra-00000", "q1?", "7", "She has 3 + 4 = 7 pens.\n#### 7"), ("x", "q2?", "12.5", None)]
+    f.write_text(json.dumps({"question": "q?", "answer": "none"}) + "\n")
+    with pytest.raises(ValueError, match="extra.jsonl:1"):
+        ev.load_problems("test", f)
+    with pytest.raises(FileNotFoundError, match="nothere.jsonl"):
+        ev.load_problems("test", tmp_path / "nothere.jsonl")
+
+
+def test_run_errors_name_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder .*nope not found"):
+        ev.resolve_run(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="has no best.pt.*--resume"):
+        ev.resolve_run(tmp_path)
+    (tmp_path / "eval.json").write_text("{not json")
+    (tmp_path / "predictions.jsonl").write_text("")
+    with pytest.raises(ValueError, match=f"{tmp_path}.*corrupt.*rerun"):
+        ev.read_eval(tmp_path)
+    r = subprocess.run([sys.executable, "evaluate.py", str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "nope not found" in r.stderr
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def smoke_run(folder, mode, gsm8k_dir):
+    """A real run folder: train.py's smoke preset (seconds on a CPU)."""
+    r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(folder), "--test-limit", "8",
+                        "--data-dir", str(gsm8k_dir), "--max-new-tokens", "20"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return folder
+
+
+def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
+    runs = {mode: smoke_run(tmp_path / mode, mode, gsm8k_dir) for mode in ("answer", "cot")}
+    # a mixed run without a third training: the cot weights, asked both ways
+    from model import load_checkpoint, save_checkpoint
+    model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
+    runs["mixed"] = tmp_path / "mixed"
+    extra = {k: v for k, v in ckpt.items() if k not in ("format", "config", "model")}
+    save_checkpoint(runs["mixed"] / "best.pt", model, **{**extra, "train_config": {**ckpt["train_config"], "mode": "mixed"}})
+    test = data.load_gsm8k("test", gsm8k_dir)[:8]
+    teacher = tmp_path / "teacher.jsonl"  # right on even problems, a slip on odd ones
+    trows = [{"id": p.id, "question": p.question, "gold": p.answer,
+              "output": data.reference_to_trace(p.solution) if i % 2 == 0 else "2 + 2 = 5\n#### 5", "pred": None,
+              "correct": i % 2 == 0, "prompt_tokens": 100, "completion_tokens": 40, "latency_s": 1.0 + i, "finish_reason": "stop"}
+             for i, p in enumerate(test)]
+    teacher.write_text("".join(json.dumps(r) + "\n" for r in trows))
+    Path(f"{teacher}.summary.json").write_text(json.dumps({"exact_match": 0.5, "n": 8, "correct": 4, "model": "fake-llm", "prompt_tokens": 800,
+                                                            "completion_tokens": 320, "latency_median_s": 4.5, "latency_p90_s": 7.3}))
+    env_run = lambda *a: subprocess.run([sys.executable, "evaluate.py", *map(str, a)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    r = env_run(runs["cot"], "--limit", "8", "--latency-samples", "2", "--calculator")
+    assert r.returncode == 0, r.stderr
+    assert "eta" in r.stdout and "exact match" in r.stdout
+    out = runs["cot"] / "eval-test-calc-limit8"
+    report = json.loads((out / "eval.json").read_text())
+    preds = data.read_jsonl(out / "predictions.jsonl")
+    assert [p["id"] for p in preds] == [p.id for p in test] and [p["gold"] for p in preds] == [p.answer for p in test]
+    m = report["results"][0]
+    assert report["calculator"] and m["label"] == "cot+calc" and m["max_new_tokens"] == 20 and m["latency_samples"] == 2
+    assert m["exact_match"] == sum(p["correct"] for p in preds) / 8 and m["n"] == 8
+    assert m == {**ev.summarize(preds), **{k: m[k] for k in m if k not in ev.summarize(preds)}}  # recomputable from predictions
+    assert sum(m["failures"].values()) == 8 and all(p["n_tokens"] <= 20 for p in preds)
+    assert all(p["cut_off"] == (p["n_tokens"] == 20) for p in preds)
+    eff = report["efficiency"]
+    assert eff["params"] > eff["params_no_embeddings"] > 0 and eff["peak_memory_mb"] > 0
+    assert eff["checkpoint_mb"] == pytest.approx((runs["cot"] / "best.pt").stat().st_size / 2 ** 20)
+
+    report_dir = tmp_path / "report"
+    r = env_run("--compare", runs["answer"], runs["cot"], runs["mixed"], "--teacher", teacher, "--limit", "8",
+                "--latency-samples", "1", "--out", report_dir)
+    assert r.returncode == 0, r.stderr
+    md = (report_dir / "report.md").read_text()
+    for svg in ("accuracy_latency.svg", "accuracy_params.svg", "train_loss.svg", "val_em.svg"):
+        assert f"]({svg})" in md and ET.parse(report_dir / svg).getroot().tag.endswith("svg")
+    for label in ("answer (baseline)", "| cot |", "mixed/cot", "mixed/answer", "teacher fake-llm", "McNemar", "baseline wrong, cot wrong"):
+        assert label in md, label
+    assert "0.500 (0.215-0.785)" in md  # the teacher's 4/8 with its Wilson interval
+    for mode in ("answer", "cot", "mixed"):  # each run evaluated once, without the calculator, into its own folder
+        rep = json.loads((runs[mode] / "eval-test-limit8" / "eval.json").read_text())
+        preds = data.read_jsonl(runs[mode] / "eval-test-limit8" / "predictions.jsonl")
+        assert len(preds) == 8 * len(rep["results"]) == (16 if mode == "mixed" else 8)
+        assert [m["max_new_tokens"] for m in rep["results"]] == {"answer": [24], "cot": [20], "mixed": [20, 24]}[mode]
+        for m in rep["results"]:
+            assert m["exact_match"] == sum(p["correct"] for p in preds if p["task"] == m["task"]) / 8
+
+
+def write_eval(folder, mode, outputs, golds, run_dir):
+    """An eval folder as evaluate_run writes it, from hand-made outputs."""
+    folder.mkdir(parents=True)
+    rows = [{**row(o, g), "id": f"test-{i:05d}", "question": f"question {i}?"} for i, (o, g) in enumerate(zip(outputs, golds))]
+    m = {**ev.summarize(rows), "task": None, "label": mode, "latency_ms_median": 5.0 if mode == "answer" else 50.0,
+         "latency_ms_p90": 60.0, "samples_per_s": 10.0, "tokens_per_s": 100.0}
+    report = {"run": str(run_dir), "mode": mode, "device": "cpu", "results": [m],
+              "efficiency": {"params": 2_000_000, "params_no_embeddings": 1_000_000, "peak_memory_mb": 300.0}}
+    (folder / "eval.json").write_text(json.dumps(report))
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_compare_on_hand_made_evals(tmp_path):
+    # 24 problems, gold 1..24; baseline right on 0-9 and 12-16, cot right on 10-16: b = 10, c = 2
+    golds = [str(i + 1) for i in range(24)]
+    base_right, cot_right = set(range(10)) | set(range(12, 17)), set(range(10, 17))
+    base_out = [f"#### {g if i in base_right else 0}" for i, g in enumerate(golds)]
+    cot_out = [f"{g} - 1 = {int(g) - 1}\n{int(g) - 1} + 1 = {g}\n#### {g}" if i in cot_right else
+               f"{g} * 2 = {2 * int(g) + 1}\n#### {2 * int(g) + 1}" for i, g in enumerate(golds)]
+    (tmp_path / "cot").mkdir()
+    (tmp_path / "cot" / "log.jsonl").write_text(json.dumps({"step": 1, "epoch": 0, "loss": 5.0, "lr": 0.1, "tokens": 1, "time": 1}) + "\n"
+                                                + json.dumps({"step": 2, "val_loss": 4.0, "val_em": 0.5}) + "\n")
+    write_eval(tmp_path / "answer" / "eval-test", "answer", base_out, golds, tmp_path / "answer")
+    write_eval(tmp_path / "cot" / "eval-test", "cot", cot_out, golds, tmp_path / "cot")
+    args = ev.parse_args(["--compare", "x", "--out", str(tmp_path / "report")])
+    md = ev.compare([tmp_path / "cot" / "eval-test", tmp_path / "answer" / "eval-test"], args).read_text()
+    assert "| cot | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md                 # McNemar row, exact p to 4 digits
+    assert "| answer (baseline) | 0.625 (0.427-0.788) |" in md             # 15/24 with its Wilson interval
+    assert "| cot | 0.292 (0.149-0.492) | 2.00M (1.00M) | 50 / 60 |" in md  # 7/24
+    assert "arithmetic slip**: 17 of 24" in md and "baseline right, cot wrong: 10 of 24 problems" in md
+    assert "| cot | 7 (29%) | 17 (71%) | 0 (0%) | 0 (0%) | 0 (0%) |" in md
+    # the baseline can be named; the answer run then is a student like any other
+    md = ev.compare([tmp_path / "cot" / "eval-test", tmp_path / "answer" / "eval-test"],
+                    ev.parse_args(["--compare", "x", "--baseline", str(tmp_path / "cot"), "--out", str(tmp_path / "r2")])).read_text()
+    assert "| answer | 24 | 5 | 10 | 2 | 7 | 0.03857 |" in md
