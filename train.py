@@ -42,19 +42,20 @@ class TrainConfig:
     # model
     d_model: int = 256             # width
     n_heads: int = 4               # attention heads
-    n_enc_layers: int = 4          # encoder depth
-    n_dec_layers: int = 4          # decoder depth
+    n_enc_layers: int = 3          # encoder depth
+    n_dec_layers: int = 3          # decoder depth
     d_ff: int = 1024               # feed-forward width
     dropout: float = 0.1           # dropout everywhere
     max_src: int = 384             # longer questions are left out (counted), never truncated
     max_tgt: int = 512             # longer targets are left out (counted), never truncated
     # optimization
-    epochs: float = 10.0           # passes over the training examples
+    epochs: float = 3.0            # passes over the training examples
+    time_budget_min: float = 0.0   # also stop after this many minutes of training (0 = no limit)
     batch_tokens: int = 8192       # padded tokens (src + tgt) per micro-batch and rank
     grad_accum: int = 1            # micro-batches per optimizer step
     lr: float = 1e-3               # peak learning rate
     min_lr_ratio: float = 0.1      # cosine decays to lr * this
-    warmup_steps: int = 200        # linear warmup (capped at 10% of the run)
+    warmup_steps: int = 100        # linear warmup (capped at 10% of the run)
     weight_decay: float = 0.1      # on matrices only, not on norms, biases, embeddings
     grad_clip: float = 1.0         # max global gradient norm
     answer_weight: float = 1.0     # mixed mode: weight of the answer task's loss
@@ -170,12 +171,14 @@ def score(model, tok, problems, mode, task, cfg, calculator=None):
 # The loop
 
 
-def lr_at(step, total, cfg):
-    """Linear warmup, then cosine decay to lr * min_lr_ratio."""
+def lr_at(step, total, cfg, train_time=0.0):
+    """Linear warmup, then cosine decay to lr * min_lr_ratio, by steps or by the time budget, whichever is further along."""
     warmup = min(cfg.warmup_steps, max(1, total // 10))
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if cfg.time_budget_min:
+        progress = max(progress, min(1.0, train_time / (60 * cfg.time_budget_min)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -316,7 +319,12 @@ def main(argv=None):
     while not done:
         batches = epoch_batches(examples, cfg, epoch, rank, world)
         while position + cfg.grad_accum <= len(batches):
-            lr = lr_at(step, total_steps, cfg)
+            elapsed = train_time + time.time() - t_last
+            if ddp and cfg.time_budget_min:  # every rank must agree on the clock, or lr and the last step differ
+                clock = torch.tensor([elapsed], dtype=torch.double, device=device)
+                dist.broadcast(clock, 0)
+                elapsed = clock.item()
+            lr = lr_at(step, total_steps, cfg, elapsed)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = 0.0
@@ -341,12 +349,18 @@ def main(argv=None):
                 tps = (tokens_seen - tokens_last) / max(now - t_last, 1e-9)
                 t_last, tokens_last = now, tokens_seen
                 eta = (total_steps - step) * train_time / step
+                if cfg.time_budget_min:
+                    eta = min(eta, max(0.0, 60 * cfg.time_budget_min - train_time))
                 log(f"step {step}/{total_steps} | loss {loss_sum:.4f} | lr {lr:.2e} | {tps:,.0f} target tok/s | "
                     f"elapsed {fmt_time(train_time)} | eta {fmt_time(eta)}")
                 if master:
                     logf.write(json.dumps({"step": step, "epoch": epoch, "loss": loss_sum, "lr": lr, "tokens": tokens_seen, "time": train_time}) + "\n")
                     logf.flush()
             stop = cfg.stop_after_steps and step >= cfg.stop_after_steps
+            out_of_time = cfg.time_budget_min and elapsed > 60 * cfg.time_budget_min
+            if out_of_time:
+                log(f"time budget of {cfg.time_budget_min} min spent at step {step}/{total_steps}")
+                total_steps = step  # the run ends here, as if planned: final eval, then the test score
             if step % cfg.eval_interval == 0 or step == total_steps or stop:
                 if master:
                     val_loss, val_em, texts = evaluate()
