@@ -488,7 +488,7 @@ def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
         pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, max_sentence_length=16384, minloglevel=2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes training at once must not share it
     tmp.write_bytes(proto.getvalue())
     os.replace(tmp, path)
     return Tokenizer(path)

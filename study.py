@@ -49,7 +49,6 @@ def main():
     py = sys.executable
     previous = out / "study.json"  # keep the timings of steps done before an interruption
     log = json.loads(previous.read_text())["steps"] if previous.exists() else []
-    t_start = time.time()
     runs = []
     for mode in args.modes.split(","):
         if mode not in MODES:
@@ -79,7 +78,7 @@ def main():
         cmd += ["--baseline", str(out / "answer" / "eval-test")]
     run(cmd + (["--teacher", args.teacher] if args.teacher else []), log)
     summary = {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions",
-               "seconds": round(time.time() - t_start, 1), "steps": log}
+               "seconds": round(sum(step["seconds"] for step in log), 1), "steps": log}
     tmp = out / "study.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, out / "study.json")

@@ -81,7 +81,7 @@ PRESETS = {
     "default": dict(),
     # one GPU: wider and deeper, more epochs
     "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20,
-                batch_tokens=32768, lr=5e-4, eval_interval=250, eval_problems=300, eval_batch=256),
+                batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
 }
 
 
@@ -392,20 +392,20 @@ def main(argv=None):
     if stop and step < total_steps:
         log(f"stopped after step {step} as asked; continue with --resume")
     elif master:
-        finish(cfg, out, tok, device, source, tokens_seen, train_time)
+        finish(cfg, out, tok, device, source, tokens_seen, train_time, step)
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def finish(cfg, out, tok, device, source, tokens_seen, train_time):
+def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
     """Evaluate the best checkpoint once on test and write metrics.json."""
     model, ckpt = load_checkpoint(out / "best.pt", map_location=device)
     model.eval()
     test = data.load_gsm8k("test", cfg.data_dir or None)[: cfg.test_limit or None]
     metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
-               "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "best_step": ckpt["step"],
+               "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "steps": steps, "best_step": ckpt["step"],
                "val_em": ckpt.get("val_em"), "device": str(device)}
     for task in eval_tasks(cfg.mode):
         correct, _ = score(model, tok, test, cfg.mode, task, cfg)
