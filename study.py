@@ -27,7 +27,7 @@ def run(cmd, log):
     """Run one step, echoing it; a failed step stops the study with its command line."""
     print("+ " + shlex.join(cmd), flush=True)
     t0 = time.time()
-    r = subprocess.run(cmd)
+    r = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # progress lines as they come, even into a log file
     log.append({"cmd": shlex.join(cmd), "seconds": round(time.time() - t0, 1), "returncode": r.returncode})
     if r.returncode != 0:
         sys.exit(f"error: step failed ({r.returncode}): {shlex.join(cmd)}; fix it and rerun study.py to resume")
