@@ -39,6 +39,25 @@ def resolve_data_dir(data_dir=None):
     return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
 
 
+def write_atomic(path, text):
+    """
+    Write text to path through a temporary file in the same folder and a rename, so a reader
+    (or a crash) never sees half a file; the temporary name is unique, so writers never collide.
+    Example: write_atomic("runs/cot/metrics.json", json.dumps(metrics))
+    """
+    import tempfile
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
