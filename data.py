@@ -17,6 +17,7 @@ import random
 import re
 import sys
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
@@ -115,7 +116,10 @@ class Problem:
 
 
 def read_jsonl(path):
-    """Rows of a JSONL file; a corrupt line raises an error naming file and line."""
+    """
+    Rows of a JSONL file; a corrupt line raises an error naming file and line.
+    Example: read_jsonl("data/gsm8k/test.jsonl")[0]["question"]
+    """
     rows = []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
@@ -129,7 +133,10 @@ def read_jsonl(path):
 
 
 def is_val(question):
-    """Membership in `val` by a hash of the question text: stable across runs, machines and file order."""
+    """
+    Membership in `val` by a hash of the question text: stable across runs, machines and file order.
+    Example: sum(is_val(p.question) for p in load_gsm8k("test"))  # about 4% of any set of questions
+    """
     return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 7473 < VAL_SIZE
 
 
@@ -187,13 +194,20 @@ def normalize_number(text):
     """
     s = text.strip().replace(",", "").replace("$", "").rstrip("%").rstrip(".")
     try:
-        return format_number(Fraction(s))
-    except (ValueError, ZeroDivisionError):
+        d = Decimal(s)  # exact: "1.00004" must not become "1"
+    except InvalidOperation:
         return None
+    if not d.is_finite():
+        return None
+    s = format(d.normalize(), "f")
+    return "0" if s == "-0" else s
 
 
 def format_number(x, max_decimals=4):
-    """A Fraction as the shortest decimal string (rounded to max_decimals when it does not terminate)."""
+    """
+    A Fraction as the shortest decimal string, rounded to max_decimals places.
+    Example: format_number(Fraction(10, 3), 2) == "3.33"
+    """
     if x.denominator == 1:
         return str(x.numerator)
     s = f"{float(round(x, max_decimals)):.{max_decimals}f}".rstrip("0").rstrip(".")
@@ -395,21 +409,41 @@ class Step:
     line: int        # 0-based line of the trace
     expression: str  # the arithmetic left of '='
     claimed: str     # the number written right of '='
-    value: str       # what the expression really is (normalized), or None if it does not parse
+    value: str       # what the expression really is (normalized)
     ok: bool         # the equation holds (exactly, or to the decimals the writer kept)
 
 
 def holds(value, claimed):
-    """claimed equals value exactly, or is value rounded to the decimals claimed shows (10/3 = 3.33)."""
-    percent = claimed.endswith("%")
-    claimed = claimed.rstrip("%")
-    c = Fraction(claimed.replace(",", "")) / (100 if percent else 1)
-    if percent:  # "40% + 20% = 60%" and "75 / 100 * 100 = 75%" are both written
-        return holds(value, claimed) or holds(value * 100, claimed)
+    """
+    claimed equals value exactly, or is value rounded to the decimals claimed shows.
+    Example: holds(Fraction(10, 3), "3.33") and not holds(Fraction(10, 3), "3")
+    """
+    if claimed.endswith("%"):  # "40% + 20% = 60%" and "75 / 100 * 100 = 75%" are both written
+        return holds(value * 100, claimed[:-1]) or holds(value, claimed[:-1])
+    c = Fraction(claimed.replace(",", ""))
     if c == value:
         return True
     decimals = len(claimed.split(".")[1]) if "." in claimed else 0
     return decimals > 0 and abs(value - c) <= Fraction(1, 2 * 10 ** decimals)
+
+
+def arithmetic_before(text):
+    """
+    The arithmetic that text ends with (text being what stands left of an '='), and its
+    value, or None. The run of arithmetic characters may start inside a sentence ("in 2
+    years, 3 + 4"), so leading words are dropped until it parses; it needs an operator.
+    Example: arithmetic_before("On day 2, 3 + 4 ") == ("3 + 4", Fraction(7))
+    """
+    lhs = EQ_LHS.search(text)
+    expr = lhs.group().strip().lstrip(")$ ") if lhs else ""
+    while expr:
+        if not re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr):
+            return None
+        try:
+            return expr, safe_eval(expr)
+        except ArithmeticError_:
+            expr = expr.partition(" ")[2]
+    return None
 
 
 def find_equations(trace):
@@ -422,20 +456,10 @@ def find_equations(trace):
         if line.startswith("####"):
             continue
         for m in re.finditer("=", line):
-            lhs, rhs = EQ_LHS.search(line[:m.start()]), EQ_RHS.match(line, m.end())
-            if not lhs or not rhs:
-                continue
-            expr = lhs.group().strip().lstrip(")$ ")
-            # the run may start inside a sentence ("in 2 years, 3 + 4"): drop leading words until it parses
-            while expr:
-                try:
-                    value = safe_eval(expr) if re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr) else None
-                    break
-                except ArithmeticError_:
-                    value, expr = None, expr.partition(" ")[2]
-            if value is None:
-                continue
-            steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
+            lhs, rhs = arithmetic_before(line[:m.start()]), EQ_RHS.match(line, m.end())
+            if lhs and rhs:
+                expr, value = lhs
+                steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
     return steps
 
 
@@ -496,7 +520,10 @@ def tokenizer_texts(data_dir=None):
 
 
 def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
-    """Train a SentencePiece model on texts and write it atomically to path. Single-threaded: deterministic."""
+    """
+    Train a SentencePiece model on texts and write it atomically to path. Single-threaded: deterministic.
+    Example: tok = train_tokenizer(tokenizer_texts(), "data/tokenizer/mine.model", 4000)
+    """
     import io
     import sentencepiece as spm
     proto = io.BytesIO()
@@ -508,7 +535,7 @@ def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes training at once must not share it
-    tmp.write_bytes(proto.getvalue())
+    tmp.write_bytes(proto.getvalue())  # binary, so not write_atomic
     os.replace(tmp, path)
     return Tokenizer(path)
 
@@ -548,13 +575,10 @@ class Calculator:
     def __call__(self, tokens):
         text = self.tok.decode(tokens)
         line = text.rsplit("\n", 1)[-1]
-        lhs = EQ_LHS.search(line[:-1])  # the arithmetic run just before the '='
-        if not line.endswith("=") or not lhs or not re.search(r"\d\s*[-+*/%]", lhs.group()):
+        lhs = arithmetic_before(line[:-1]) if line.endswith("=") else None  # the checker's own rule
+        if lhs is None:
             return []
-        try:
-            value = safe_eval(lhs.group().strip().lstrip(")$ "))
-        except ArithmeticError_:
-            return []
+        value = lhs[1]
         # tokenize the line with its result, so the pieces are the ones training text had
         full = self.tok.encode(text + " " + format_number(value, 2))
         if full[:len(tokens)] != list(tokens):
@@ -568,7 +592,10 @@ class Calculator:
 
 
 def source_text(question, task=None):
-    """The encoder's input: the question, behind a task prefix when one model learns several tasks."""
+    """
+    The encoder's input: the question, behind a task prefix when one model learns several tasks.
+    Example: source_text("How many?", "cot") == "[cot] How many?"
+    """
     return question if task is None else f"[{task}] {question}"
 
 
@@ -580,7 +607,10 @@ class Example:
 
 
 def drop_long(examples, max_src, max_tgt):
-    """Leave out, never truncate, examples longer than the limits; returns (kept, how many left out)."""
+    """
+    Leave out, never truncate, examples longer than the limits; returns (kept, how many left out).
+    Example: kept, dropped = drop_long(examples, max_src=384, max_tgt=512)
+    """
     kept = [e for e in examples if len(e.src) <= max_src and len(e.tgt) + 1 <= max_tgt]
     return kept, len(examples) - len(kept)
 
@@ -630,7 +660,10 @@ def collate(examples, pad_id=0, bos_id=2, eos_id=3):
 
 
 def padding_fraction(examples, batches):
-    """Share of the padded batch tensors (src and tgt) that is padding."""
+    """
+    Share of the padded batch tensors (src and tgt) that is padding.
+    Example: padding_fraction(examples, token_batches(examples, 8192))  # 0.08 on GSM8K train
+    """
     real = padded = 0
     for batch in batches:
         es = [examples[i] for i in batch]

@@ -117,6 +117,7 @@ def test_missing_file_says_what_to_do(tmp_path):
     ("#### -3", "-3"), ("The answer is -3", "-3"), ("5 - 3 is 2", "2"), ("it is 50%", "50"),
     ("#### 7 and then 9", "7"), ("12 apples #### 0.5 #### 8", "8"), ("no number here", None), ("", None),
     ("costs $0.25.", "0.25"), ("#### .5", "0.5"), ("ends at 1,000,000.", "1000000"),
+    ("#### 1.00004", "1.00004"), ("#### 2.50", "2.5"), ("#### -0.0", "0"),
 ])
 def test_extract_answer(text, expected):
     assert data.extract_answer(text) == expected
@@ -226,6 +227,10 @@ def test_calculator_forces_the_result(tokenizer):
     forced = calc(prefix)
     assert tokenizer.decode(prefix + forced) == "She buys 3 packs.\nShe pays 12 * 3 + 1.5 = 37.5"
     assert calc.fired == 1
+    # the calculator reads the arithmetic before '=' by the checker's own rule
+    day = tokenizer.encode("On day 2, 3 + 4 =")
+    assert tokenizer.decode(day + calc(day)) == "On day 2, 3 + 4 = 7" and calc.fired == 2
+    calc.fired = 1
     for text in ("So x =", "__import__('os').system('true') =", "Total =", "9" * 30 + " * 9 ="):
         assert calc(tokenizer.encode(text)) == []
     assert calc.fired == 1
