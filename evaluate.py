@@ -15,7 +15,6 @@ import argparse
 import html
 import json
 import math
-import os
 import random
 import resource
 import sys
@@ -111,7 +110,8 @@ def mcnemar(a_correct, b_correct):
     Paired McNemar test of two models on the same problems. Only discordant pairs carry
     information: b = a right and b wrong, c = the reverse. p_exact is the two-sided exact
     binomial test, 2 * P(X <= min(b, c)) for X ~ Bin(b + c, 1/2); chi2 the continuity-corrected
-    statistic (|b - c| - 1)^2 / (b + c) with its 1-dof p-value, for reference.
+    statistic max(0, |b - c| - 1)^2 / (b + c) with its 1-dof p-value, for reference (the correction
+    never pushes the statistic below 0, so b == c gives p 1, as the exact test does).
     Example: mcnemar([1] * 10 + [0] * 2, [0] * 10 + [1] * 2)["p_exact"] == 0.0386 (rounded)
     """
     assert len(a_correct) == len(b_correct), "McNemar needs the same problems for both models"
@@ -119,7 +119,7 @@ def mcnemar(a_correct, b_correct):
     b, c = pairs[(True, False)], pairs[(False, True)]
     n = b + c
     p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n) if n else 1.0
-    chi2 = (abs(b - c) - 1) ** 2 / n if n else 0.0
+    chi2 = max(0, abs(b - c) - 1) ** 2 / n if n else 0.0
     return {"n": len(a_correct), "both_right": pairs[(True, True)], "only_a": b, "only_b": c,
             "both_wrong": pairs[(False, False)], "p_exact": p, "chi2": chi2, "p_chi2": math.erfc(math.sqrt(chi2 / 2))}
 
@@ -152,18 +152,29 @@ def summarize(rows):
             "answers_from_wrong_result": sum(p["answer_from_wrong"] for p in prop)}
 
 
+def reasoning_warning(mode, m):
+    """
+    A warning when a model asked to reason writes almost none: fewer than one equation per output
+    on average from a cot or shuffled run or a mixed run's cot task (a mixed model may answer
+    directly behind the [cot] prefix). filler is left out: its reasoning is '.' tokens by design.
+    Example: reasoning_warning("mixed", {"task": "cot", "label": "mixed/cot", "steps_mean": 0.0})
+             == "mixed/cot writes no reasoning: 0.0 steps per output"
+    """
+    asked = m.get("task") == "cot" or (m.get("task") is None and mode in ("cot", "shuffled"))
+    if asked and m["steps_mean"] < 1:  # rounded, not formatted: 0.96 must not read as 1.0
+        return f"{m['label']} writes no reasoning: {round(m['steps_mean'], 2)} steps per output"
+    return None
+
+
 # -----------------------------------------------------------------------------
 # One run: load, decode, score, write
 
 
-def write_atomic(path, text):
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def resolve_run(path):
-    """(run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file."""
+    """
+    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file.
+    Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/best.pt"))
+    """
     path = Path(path)
     if path.is_file():
         return path.parent, path
@@ -197,7 +208,10 @@ def load_problems(split, eval_file=None, data_dir=None):
 
 
 def load_tokenizer(ckpt, run_dir):
-    """The tokenizer the run was trained with, checked by its sha256."""
+    """
+    The tokenizer the run was trained with, checked by its sha256.
+    Example: tok = load_tokenizer(load_checkpoint("runs/cot/best.pt")[1], "runs/cot")
+    """
     info = ckpt.get("tokenizer") or {}
     path = Path(info.get("path", ""))
     if not path.is_file():  # a run copied from another machine: look in this checkout's cache
@@ -212,20 +226,30 @@ def load_tokenizer(ckpt, run_dir):
 
 
 def decode_all(model, sources, max_new, batch_size, calculator, label):
-    """Greedy outputs in the original order, one generate_many call per batch so progress can be shown."""
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))  # similar lengths pad less
+    """
+    Greedy outputs in the original order and the seconds taken: the batches of one generate_many
+    call over all sources, made one call each so that progress and an ETA can be printed between.
+    Example: outs, seconds = decode_all(model, [[5, 6, 7], [8, 9]], 64, 32, None, "cot")
+    """
+    # generate_many sorts only the list it is given: sorting all sources here first keeps the
+    # batches (and so the outputs) those of a single call over every source
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outs, t0 = [None] * len(sources), time.time()
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator)):
             outs[i] = ids
         done, el = start + len(idx), time.time() - t0
-        print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s", flush=True)
+        print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
+              flush=True)
     return outs, time.time() - t0
 
 
 def batch1_latency(model, sources, max_new, device, calculator):
-    """Seconds per sample at batch 1 with the KV cache, after one warm-up call (lazy init is not latency)."""
+    """
+    Seconds per sample at batch 1 with the KV cache, after one warm-up call (lazy init is not latency).
+    Example: ms = 1000 * np.median(batch1_latency(model, sources[:20], 400, torch.device("cpu"), None))
+    """
     times = []
     for k, src in enumerate([sources[0]] + sources):
         x = torch.tensor([src], device=device)
@@ -239,7 +263,10 @@ def batch1_latency(model, sources, max_new, device, calculator):
 
 
 def eval_dir_name(split, eval_file, calculator, limit):
-    """eval-test, eval-val-calc, eval-myfile-limit100: settings that change the numbers get their own folder."""
+    """
+    eval-test, eval-val-calc, eval-myfile-limit100: settings that change the numbers get their own folder.
+    Example: eval_dir_name("val", None, True, 0) == "eval-val-calc"
+    """
     name = f"eval-{Path(eval_file).stem if eval_file else split}"
     return name + ("-calc" if calculator else "") + (f"-limit{limit}" if limit else "")
 
@@ -301,18 +328,21 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
               "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
               "device": str(device), "torch": torch.__version__,
+              "warnings": [w for w in (reasoning_warning(mode, m) for m in results) if w],
               "efficiency": {"params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                              # the file also holds optimizer state, hence the weights' own size beside it
                              "checkpoint_mb": ckpt_path.stat().st_size / 2 ** 20, "weights_mb": weights / 2 ** 20,
                              "peak_memory_mb": peak, "peak_memory_kind": kind},
               "results": results}
-    write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
+    data.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    data.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     for m in results:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
               f"equations false {fmt(m['equation_error_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
+    for w in report["warnings"]:
+        print(f"warning: {w}")
     print(f"peak memory {peak:.0f} MB ({kind}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
     return report
 
@@ -326,7 +356,10 @@ def fmt(x, spec):
 
 
 def read_eval(folder):
-    """(eval.json dict, predictions rows) of an eval folder; a corrupt file is one clear error."""
+    """
+    (eval.json dict, predictions rows) of an eval folder; a corrupt file is one clear error.
+    Example: report, rows = read_eval("runs/cot/eval-test"); report["results"][0]["exact_match"]
+    """
     folder = Path(folder)
     try:
         report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
@@ -406,11 +439,14 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None):
                 out.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(y) - 6:.1f}" fill="{c}">{e(label)}</text>')
         out += [f'<rect x="{W - R + 12}" y="{T + 18 * k}" width="12" height="12" fill="{c}"/>',
                 f'<text x="{W - R + 30}" y="{T + 18 * k + 11}">{e(label)}</text>']
-    write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
+    data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
 
 
 def read_log(run_dir):
-    """Training-loss and validation points of a run's log.jsonl (empty when there is none)."""
+    """
+    Training-loss and validation points of a run's log.jsonl (empty when there is none).
+    Example: loss, val_em = read_log("runs/cot")  # [(step, loss), ...], [(step, exact match), ...]
+    """
     path = Path(run_dir) / "log.jsonl"
     rows = data.read_jsonl(path) if path.exists() else []
     return ([(r["step"], r["loss"]) for r in rows if "loss" in r], [(r["step"], r["val_em"]) for r in rows if "val_em" in r])
@@ -474,6 +510,10 @@ def compare(runs, args):
                      f"{eff['params'] / 1e6:.2f}M ({eff['params_no_embeddings'] / 1e6:.2f}M) | {cell(m['latency_ms_median'], '.0f')} / "
                      f"{cell(m['latency_ms_p90'], '.0f')} | {m['samples_per_s']:.1f} | {eff['peak_memory_mb']:.0f} | {m['tokens_mean']:.1f} | "
                      f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} |")
+    # computed again from the metrics, so eval.json files written before the warnings existed get them too
+    warnings = [w for w in (reasoning_warning(e["mode"], e["m"]) for e in entries) if w]
+    for w in warnings:
+        lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]
     lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
 
     lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
@@ -531,28 +571,29 @@ def compare(runs, args):
     svg_chart(out / "train_loss.svg", "Training loss", "step", "loss", [(mode, loss, None) for mode, (loss, _) in logs.values()])
     svg_chart(out / "val_em.svg", "Validation exact match during training", "step", "exact match", [(mode, em, None) for mode, (_, em) in logs.values()])
     lines += ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
-    write_atomic(out / "report.md", "\n".join(lines))
+    data.write_atomic(out / "report.md", "\n".join(lines))
     print(f"wrote {out / 'report.md'} and 4 charts beside it")
     return out / "report.md"
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
-    p.add_argument("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
-    p.add_argument("--teacher", default=None, help="--compare: the teacher's `teacher.py --eval` JSONL (the upper bound)")
-    p.add_argument("--baseline", default=None, help="--compare: run folder to test against (default: the run whose mode is answer)")
-    p.add_argument("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
-    p.add_argument("--eval-file", default=None, help="score this JSONL of {question, answer} lines instead of a GSM8K split")
-    p.add_argument("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed, not generated")
-    p.add_argument("--limit", type=int, default=0, help="score only the first N problems (0 = all)")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences decoded together (default: the run's eval_batch)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="decoding budget for reasoning (default: the run's max_new_tokens)")
-    p.add_argument("--latency-samples", type=int, default=20, help="first N problems timed one at a time for latency (0 = skip)")
-    p.add_argument("--examples", type=int, default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
-    p.add_argument("--device", default=None, help="cuda | cpu (default: cuda when available)")
-    p.add_argument("--data-dir", default=None, help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
-    p.add_argument("--out", default=None, help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
+    a = p.add_argument
+    a("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
+    a("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
+    a("--teacher", help="--compare: the teacher's `teacher.py --eval` JSONL (the upper bound)")
+    a("--baseline", help="--compare: run folder to test against (default: the run whose mode is answer)")
+    a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
+    a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
+    a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
+    a("--limit", type=int, default=0, help="score only the first N problems (0 = all)")
+    a("--batch-size", type=int, help="sequences decoded together (default: the run's eval_batch)")
+    a("--max-new-tokens", type=int, help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    a("--latency-samples", type=int, default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    a("--examples", type=int, default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    a("--device", help="cuda | cpu (default: cuda when available)")
+    a("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
+    a("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
     return p.parse_args(argv)
 
 

@@ -28,9 +28,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
+import numpy as np
 import requests
 
-from data import check_trace, extract_answer, load_gsm8k, normalize_number, reference_to_trace
+from data import check_trace, extract_answer, load_gsm8k, normalize_number, reference_to_trace, write_atomic
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
@@ -38,7 +39,8 @@ FATAL_HINTS = {  # retrying cannot fix these, so the run stops at once and says 
     400: "the server rejected the request: check --model, --max-tokens and --temperature",
     401: "the API key is missing or wrong: set TEACHER_API_KEY (or OPENAI_API_KEY)",
     403: "the API key is not allowed to use this model: check TEACHER_API_KEY (or OPENAI_API_KEY)",
-    404: "the model name or the URL is wrong: --base-url is the part before /chat/completions, e.g. http://localhost:8000/v1",
+    404: "the model name or the URL is wrong: --base-url is the part before /chat/completions, "
+         "e.g. http://localhost:8000/v1",
 }
 
 # -----------------------------------------------------------------------------
@@ -69,7 +71,10 @@ def pick_shots(train, n):
 
 
 def build_messages(question, shots):
-    """Chat messages: the instructions, each example as a user/assistant turn, then the question."""
+    """
+    Chat messages: the instructions, each example as a user/assistant turn, then the question.
+    Example: build_messages("How many?", [("2 + 2?", "2 + 2 = 4\\n#### 4")])[-1]["content"] == "How many?"
+    """
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for q, trace in shots:
         messages += [{"role": "user", "content": q}, {"role": "assistant", "content": trace}]
@@ -162,7 +167,10 @@ class RequestFailed(RuntimeError):
 
 
 def parse_retry_after(value):
-    """Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent or unreadable."""
+    """
+    Seconds to wait from a Retry-After header (seconds or an HTTP date); None if absent or unreadable.
+    Example: parse_retry_after("2") == 2.0
+    """
     if not value:
         return None
     try:
@@ -176,7 +184,10 @@ def parse_retry_after(value):
 
 
 def scrub_url(url):
-    """A URL fit to print: without user:password@ and without the query string (both may hold keys)."""
+    """
+    A URL fit to print: without user:password@ and without the query string (both may hold keys).
+    Example: scrub_url("https://u:pw@host/v1?key=sk-1") == "https://host/v1"
+    """
     return re.sub(r"//[^/@]*@", "//", url).split("?")[0].split("#")[0]
 
 
@@ -211,7 +222,7 @@ class Client:
                 latency = time.perf_counter() - t0
                 if r.status_code in FATAL_HINTS:
                     self.stop.set()  # no other thread should start a request that will fail alike
-                    said = self.redact(r.text[:300].strip())  # some servers echo the key they got
+                    said = self.redact(r.text)[:300].strip()  # some servers echo the key: cut after, or half leaks
                     raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)} (model {self.model!r}): "
                                         f"{FATAL_HINTS[r.status_code]}" + ("" if self.api_key else " (no key was sent)")
                                         + (f"\nthe server said: {said}" if said else ""))
@@ -221,7 +232,7 @@ class Client:
                 retry_after = parse_retry_after(r.headers.get("Retry-After"))
                 if r.status_code not in RETRY_STATUS and r.status_code < 500:
                     self.stop.set()
-                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)}: {self.redact(r.text[:300])}")
+                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)}: {self.redact(r.text)[:300]}")
             except requests.RequestException as e:  # refused, reset, timed out
                 why = type(e).__name__
             except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # not JSON, or fields missing
@@ -287,6 +298,7 @@ class Ledger:
     The only writer of the output file and the keeper of the run's counts. Its lock makes every
     line and every count update whole; once closed it ignores late replies, so Ctrl-C and a
     fatal error leave a file of complete lines.
+    Example: ledger = Ledger("t.jsonl"); ledger.record(reply, None, row); ledger.counts(2.5, 10)["cost_usd"]
     """
 
     def __init__(self, path):
@@ -323,26 +335,34 @@ class Ledger:
     def counts(self, price_in, price_out):
         return {"requests": self.requests, "requests_retried": self.retried, "retries": self.retries,
                 "rejections": dict(sorted(self.rejections.items())), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens,
-                "cost_usd": round((self.prompt_tokens * price_in + self.completion_tokens * price_out) / 1e6, 6),
-                "latency_median_s": percentile(self.latencies, 50), "latency_p90_s": percentile(self.latencies, 90)}
+                "completion_tokens": self.completion_tokens, "lines_written": self.accepted,
+                **cost_and_latency(self.prompt_tokens, self.completion_tokens, price_in, price_out, self.latencies)}
 
 
-def percentile(xs, q):
-    """The q-th percentile (0..100) with linear interpolation, rounded to ms; None without data."""
-    if not xs:
-        return None
-    xs = sorted(xs)
-    k = (len(xs) - 1) * q / 100
-    i = int(k)
-    return round(xs[i] + (xs[min(i + 1, len(xs) - 1)] - xs[i]) * (k - i), 3)
+def cost_and_latency(tokens_in, tokens_out, price_in, price_out, latencies):
+    """
+    Cost in USD from token counts and per-million prices, and the median and 90th percentile
+    latency in seconds (rounded to ms; None without data).
+    Example: cost_and_latency(600, 120, 2.5, 10, [1.0, 2.0])["cost_usd"] == 0.0027
+    """
+    lat = [None, None] if not latencies else [round(float(x), 3) for x in np.percentile(latencies, [50, 90])]
+    return {"cost_usd": round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6),
+            "latency_median_s": lat[0], "latency_p90_s": lat[1]}
 
 
-def write_json_atomic(path, obj):
-    """Write JSON so that readers see the old file or the new one, never half of one."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def add_totals(before, now):
+    """
+    Counts over every run into one output file: this run's added to the totals of the summary
+    before it (its flat counts if it predates totals). Latency percentiles cannot be added, so
+    they stay per run.
+    Example: add_totals({"requests": 3, "rejections": {"duplicate": 1}, "runs": 1},
+                        {"requests": 2, "rejections": {"duplicate": 1}})
+             == {"requests": 5, "rejections": {"duplicate": 2}, "runs": 2}
+    """
+    total = {k: round(before.get(k, 0) + now[k], 6) for k in now if k not in ("rejections", "runs")
+             and not k.startswith("latency")}
+    total["rejections"] = dict(sorted((Counter(before.get("rejections") or {}) + Counter(now["rejections"])).items()))
+    return {**total, "runs": before.get("runs", 1 if before else 0) + 1}
 
 
 # -----------------------------------------------------------------------------
@@ -355,26 +375,24 @@ def generate_reference(problems, out_path):
     same JSONL as teacher traces, so every later step can run without an API.
     Example: generate_reference(load_gsm8k("train"), "traces/reference-train.jsonl")
     """
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, false_eq = Path(f"{out_path}.tmp"), 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in problems:
-            trace = reference_to_trace(p.solution)
-            false_eq += not check_trace(trace)["all_hold"]
-            f.write(json.dumps({"id": p.id, "question": p.question, "trace": trace, "answer": p.answer,
-                                "source": "reference", "model": None, "sample": 0, "prompt_tokens": 0,
-                                "completion_tokens": 0, "latency_s": 0.0}, ensure_ascii=False) + "\n")
-    os.replace(tmp, out_path)
+    traces = [reference_to_trace(p.solution) for p in problems]
+    write_atomic(out_path, "".join(json.dumps({
+        "id": p.id, "question": p.question, "trace": t, "answer": p.answer, "source": "reference", "model": None,
+        "sample": 0, "prompt_tokens": 0, "completion_tokens": 0, "latency_s": 0.0}, ensure_ascii=False) + "\n"
+        for p, t in zip(problems, traces)))
     # kept as written by GSM8K's authors, false equations included: the summary says how many
     summary = {"mode": "reference", "out": str(out_path), "problems": len(problems), "problems_done": len(problems),
-               "traces_in_file": len(problems), "traces_with_false_equation": false_eq}
-    write_json_atomic(f"{out_path}.summary.json", summary)
+               "traces_in_file": len(problems),
+               "traces_with_false_equation": sum(not check_trace(t)["all_hold"] for t in traces)}
+    write_atomic(f"{out_path}.summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def solve(p, have, args, client, ledger, shots):
-    """Ask about one problem until it has --samples distinct accepted traces or --max-attempts requests were made."""
+    """
+    Ask about one problem until it has --samples distinct accepted traces or --max-attempts requests were made.
+    Example: solve(problem, ["an earlier trace"], args, client, ledger, shots)  # run_teacher calls it on each thread
+    """
     seen = set(have)
     messages = build_messages(p.question, [s for s in shots if s[0] != p.question][:args.shots])
     for _ in range(args.max_attempts):
@@ -398,7 +416,10 @@ def solve(p, have, args, client, ledger, shots):
 
 
 def ask_once(p, have, args, client, ledger, shots):
-    """Ask about one test problem once and keep the reply whatever it says: the teacher's own score."""
+    """
+    Ask about one test problem once and keep the reply whatever it says: the teacher's own score.
+    Example: ask_once(problem, [], args, client, ledger, shots)  # run_teacher calls it with --eval
+    """
     if client.stop.is_set():
         return
     try:
@@ -416,7 +437,11 @@ def ask_once(p, have, args, client, ledger, shots):
 
 
 def run_teacher(args, problems, client, shots):
-    """Resume from the output file, ask about every problem not done yet on --workers threads, write the summary."""
+    """
+    Resume from the output file, ask about every problem not done yet on --workers threads, write the
+    summary: this run's requests, tokens and cost, and their totals over every run into the file.
+    Example: run_teacher(args, load_gsm8k("train")[:10], client, shots)["total"]["cost_usd"]  # args: see main()
+    """
     out, work, need = Path(args.out), (ask_once if args.eval else solve), (1 if args.eval else args.samples)
     have = {}
     for row in read_rows(out, repair=True):
@@ -436,7 +461,7 @@ def run_teacher(args, problems, client, shots):
             if time.time() - t_print > 30 or i == len(futures):
                 t_print = time.time()
                 c = ledger.counts(args.price_in, args.price_out)
-                print(f"{i}/{len(todo)} problems | {ledger.accepted} lines written | rejected {c['rejections']} | "
+                print(f"{i}/{len(todo)} problems | {c['lines_written']} lines written | rejected {c['rejections']} | "
                       f"{c['prompt_tokens']}+{c['completion_tokens']} tokens ${c['cost_usd']:.4f}", flush=True)
     except KeyboardInterrupt:
         status = "interrupted"
@@ -446,31 +471,38 @@ def run_teacher(args, problems, client, shots):
         client.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         ledger.close()
-    rows = read_rows(out)
-    n_done = Counter(r["id"] for r in rows)
-    ids = {p.id for p in problems}
+    rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
+    n_done, ids = Counter(r["id"] for r in rows), {p.id for p in problems}
+    try:  # a run killed before it could write its summary is missing from the totals
+        before = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
+    except ValueError:
+        before = {}
+    before = before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
+    this_run = ledger.counts(args.price_in, args.price_out)
     summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
                "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems)}
     if args.eval:
-        summary.update(eval_scores(rows, args.price_in, args.price_out))
-        summary.update({"missing": len(ids - set(n_done)), "this_run": ledger.counts(args.price_in, args.price_out)})
+        summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
     else:
-        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids),
-                        "problems_without_trace": sum(n_done[i] == 0 for i in ids), "traces_in_file": len(rows),
-                        "traces_accepted": ledger.accepted, **ledger.counts(args.price_in, args.price_out),
+        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
+                        "problems_without_trace": sum(n_done[i] == 0 for i in ids),
                         "samples": args.samples, "temperature": args.temperature})
-    write_json_atomic(f"{out}.summary.json", summary)
+    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
+    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
 def eval_scores(rows, price_in=0.0, price_out=0.0):
-    """Exact match, tokens, cost and latency over the rows of an --eval file."""
-    correct, latencies = sum(bool(r["correct"]) for r in rows), [r["latency_s"] for r in rows]
+    """
+    Exact match, tokens, cost and latency over the rows of an --eval file (the kept replies only:
+    failed requests and retries are in the summary's this_run and total).
+    Example: eval_scores(read_rows("traces/gpt-4o-eval-test.jsonl"), 2.5, 10)["exact_match"]
+    """
+    correct = sum(bool(r["correct"]) for r in rows)
     tokens_in, tokens_out = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
     return {"n": len(rows), "correct": correct, "exact_match": round(correct / max(len(rows), 1), 4),
             "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-            "cost_usd": round((tokens_in * price_in + tokens_out * price_out) / 1e6, 6),
-            "latency_median_s": percentile(latencies, 50), "latency_p90_s": percentile(latencies, 90),
+            **cost_and_latency(tokens_in, tokens_out, price_in, price_out, [r["latency_s"] for r in rows]),
             "finish_reasons": dict(Counter(str(r["finish_reason"]) for r in rows))}
 
 
@@ -493,24 +525,25 @@ def load_teacher_eval(path):
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = parser.add_argument
-    a("--source", choices=["teacher", "reference"], default="teacher", help="ask the LLM teacher, or write the GSM8K reference solutions offline")
-    a("--eval", action="store_true", help="score the teacher: ask once per problem (default split test), keep every reply")
-    a("--base-url", default=None, help="OpenAI-compatible API root, the part before /chat/completions (e.g. http://localhost:8000/v1)")
-    a("--model", default=None, help="model name as the server knows it")
-    a("--split", default=None, choices=["train", "val", "test"], help="GSM8K split (default: train, or test with --eval)")
-    a("--out", default=None, help="output JSONL (default: traces/<model>-<split>.jsonl, traces/<model>-eval-<split>.jsonl "
-                                  "with --eval, traces/reference-<split>.jsonl); the summary goes to <out>.summary.json")
-    a("--data-dir", default=None, help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
-    a("--limit", type=int, default=None, help="only the first N problems of the split")
+    a("--source", choices=["teacher", "reference"], default="teacher",
+      help="ask the LLM teacher, or write the GSM8K reference solutions offline")
+    a("--eval", action="store_true", help="score the teacher: ask once per problem (default: test), keep every reply")
+    a("--base-url", help="OpenAI-compatible API root, before /chat/completions (e.g. http://localhost:8000/v1)")
+    a("--model", help="model name as the server knows it")
+    a("--split", choices=["train", "val", "test"], help="GSM8K split (default: train, or test with --eval)")
+    a("--out", help="output JSONL (default: traces/<model>-<split>.jsonl, traces/<model>-eval-<split>.jsonl with "
+                    "--eval, traces/reference-<split>.jsonl); the summary goes to <out>.summary.json")
+    a("--data-dir", help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
+    a("--limit", type=int, help="only the first N problems of the split")
     a("--samples", type=int, default=1, help="distinct accepted traces to keep per problem")
-    a("--max-attempts", type=int, default=None, help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
-    a("--min-equations", type=int, default=1, help="reject accepted-looking traces with fewer checkable equations (0: off)")
+    a("--max-attempts", type=int, help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
+    a("--min-equations", type=int, default=1, help="reject traces with fewer checkable equations (0: off)")
     a("--shots", type=int, default=4, help="worked examples from the train split in the prompt")
-    a("--temperature", type=float, default=None, help="sampling temperature (default: 0.7, or 0 with --eval)")
+    a("--temperature", type=float, help="sampling temperature (default: 0.7, or 0 with --eval)")
     a("--max-tokens", type=int, default=512, help="longest reply in tokens; a reply cut off there is rejected")
     a("--workers", type=int, default=8, help="concurrent requests")
     a("--timeout", type=float, default=60.0, help="seconds to wait for a reply before retrying")
-    a("--max-retries", type=int, default=6, help="retries of one request on connection errors, timeouts, 408/409/429/5xx")
+    a("--max-retries", type=int, default=6, help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
     a("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
     a("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
     a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost estimate")

@@ -72,9 +72,23 @@ def test_mcnemar_exact_against_known_values():
     assert t["p_exact"] == pytest.approx(158 / 4096) and round(t["p_exact"], 4) == 0.0386  # 2 * P(X <= 2 | 12, 1/2)
     assert t["chi2"] == pytest.approx(49 / 12) and round(t["p_chi2"], 4) == 0.0433         # chi-square table, 1 dof
     assert ev.mcnemar(b, a)["p_exact"] == t["p_exact"]                                     # two-sided: symmetric
-    assert ev.mcnemar([True, False] * 3, [False, True] * 3)["p_exact"] == 1.0              # b == c: capped at 1
+    t = ev.mcnemar([True, False] * 3, [False, True] * 3)                                    # b == c: no difference at all
+    assert (t["only_a"], t["only_b"], t["p_exact"], t["chi2"], t["p_chi2"]) == (3, 3, 1.0, 0.0, 1.0)
+    t = ev.mcnemar([True], [False])                                                         # |b - c| = 1: the correction's floor
+    assert (t["p_exact"], t["chi2"], t["p_chi2"]) == (1.0, 0.0, 1.0)
     assert ev.mcnemar([True, True], [True, True])["p_exact"] == 1.0                        # no discordant pair
     assert ev.mcnemar([True] * 6, [False] * 6)["p_exact"] == pytest.approx(2 / 64)          # 0.03125
+
+
+def test_reasoning_warning():
+    m = lambda task, label, steps: {"task": task, "label": label, "steps_mean": steps}
+    assert ev.reasoning_warning("mixed", m("cot", "mixed/cot", 0.0)) == "mixed/cot writes no reasoning: 0.0 steps per output"
+    assert ev.reasoning_warning("cot", m(None, "cot+calc", 0.96)) == "cot+calc writes no reasoning: 0.96 steps per output"
+    assert ev.reasoning_warning("shuffled", m(None, "shuffled", 0.5)) is not None
+    assert ev.reasoning_warning("cot", m(None, "cot", 1.0)) is None            # one step per output is some reasoning
+    assert ev.reasoning_warning("mixed", m("answer", "mixed/answer", 0.0)) is None  # asked to answer directly
+    assert ev.reasoning_warning("answer", m(None, "answer", 0.0)) is None
+    assert ev.reasoning_warning("filler", m(None, "filler", 0.0)) is None      # its reasoning is '.' tokens by design
 
 
 def test_wilson_interval_known_value():
@@ -196,6 +210,8 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
     m = report["results"][0]
     assert report["calculator"] and m["label"] == "cot+calc" and m["max_new_tokens"] == 20 and m["latency_samples"] == 2
     assert m["exact_match"] == sum(p["correct"] for p in preds) / 8 and m["n"] == 8
+    assert report["warnings"] == [w for w in [ev.reasoning_warning("cot", m)] if w]
+    assert all(f"warning: {w}" in r.stdout for w in report["warnings"])
     assert m == {**ev.summarize(preds), **{k: m[k] for k in m if k not in ev.summarize(preds)}}  # recomputable from predictions
     assert sum(m["failures"].values()) == 8 and all(p["n_tokens"] <= 20 for p in preds)
     assert all(p["cut_off"] == (p["n_tokens"] == 20) for p in preds)
@@ -220,6 +236,8 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
         assert [m["max_new_tokens"] for m in rep["results"]] == {"answer": [24], "cot": [20], "mixed": [20, 24]}[mode]
         for m in rep["results"]:
             assert m["exact_match"] == sum(p["correct"] for p in preds if p["task"] == m["task"]) / 8
+        assert rep["warnings"] == [w for w in (ev.reasoning_warning(mode, m) for m in rep["results"]) if w]
+        assert all(f"**Warning: {w}**" in md for w in rep["warnings"])
 
 
 def write_eval(folder, mode, outputs, golds, run_dir):
@@ -257,3 +275,15 @@ def test_compare_on_hand_made_evals(tmp_path):
     md = ev.compare([tmp_path / "cot" / "eval-test", tmp_path / "answer" / "eval-test"],
                     ev.parse_args(["--compare", "x", "--baseline", str(tmp_path / "cot"), "--out", str(tmp_path / "r2")])).read_text()
     assert "| answer | 24 | 5 | 10 | 2 | 7 | 0.03857 |" in md
+    assert "Warning" not in md
+
+
+def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning(tmp_path):
+    golds = [str(i + 1) for i in range(6)]
+    write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g}" for g in golds], golds, tmp_path / "answer")
+    write_eval(tmp_path / "cot" / "eval-test", "cot", [f"#### {g}" for g in golds], golds, tmp_path / "cot")
+    md = ev.compare([tmp_path / "answer" / "eval-test", tmp_path / "cot" / "eval-test"],
+                    ev.parse_args(["--compare", "x", "--out", str(tmp_path / "report")])).read_text()
+    table, rest = md.split("## Errors inside the reasoning")
+    assert "**Warning: cot writes no reasoning: 0.0 steps per output**" in table.split("| cot |")[-1]
+    assert "answer writes" not in md and "Warning" not in rest

@@ -88,6 +88,10 @@ def summary(path):
     return json.loads(Path(f"{path}.summary.json").read_text())
 
 
+def this_run(path):
+    return summary(path)["this_run"]
+
+
 # -----------------------------------------------------------------------------
 # Generating traces
 
@@ -109,12 +113,13 @@ def test_correct_replies_are_normalized_kept_and_counted(capsys):
         assert (r["prompt_tokens"], r["completion_tokens"]) == (100, 20) and r["latency_s"] >= 0
     assert sorted(r["sample"] for r in rows) == [0, 0, 0, 1, 1, 1]
     assert {k: len(v) for k, v in data.read_traces("t.jsonl").items()} == {p.id: 2 for p in TRAIN[:3]}
-    s = summary("t.jsonl")
-    assert (s["problems"], s["problems_done"], s["traces_accepted"], s["traces_in_file"]) == (3, 3, 6, 6)
-    assert (s["requests"], s["requests_retried"], s["rejections"]) == (6, 0, {})
-    assert (s["prompt_tokens"], s["completion_tokens"], s["cost_usd"]) == (600, 120, 0.0027)
-    assert s["latency_median_s"] is not None and s["latency_p90_s"] >= s["latency_median_s"]
-    assert json.loads(out.strip().splitlines()[-1])["traces_accepted"] == 6
+    s, r = summary("t.jsonl"), this_run("t.jsonl")
+    assert (s["problems"], s["problems_done"], r["lines_written"], s["traces_in_file"]) == (3, 3, 6, 6)
+    assert (r["requests"], r["requests_retried"], r["rejections"]) == (6, 0, {})
+    assert (r["prompt_tokens"], r["completion_tokens"], r["cost_usd"]) == (600, 120, 0.0027)
+    assert r["latency_median_s"] is not None and r["latency_p90_s"] >= r["latency_median_s"]
+    assert s["total"] == {**{k: v for k, v in r.items() if not k.startswith("latency")}, "runs": 1}
+    assert json.loads(out.strip().splitlines()[-1])["this_run"]["lines_written"] == 6
     # the request: key sent as a bearer token, worked examples from train, never the problem itself
     assert {r["authorization"] for r in llm.requests} == {f"Bearer {SECRET}"}
     body = llm.requests[0]["body"]
@@ -139,8 +144,9 @@ def test_bad_replies_are_rejected_by_reason_and_asked_again(capsys):
         rows = lines("t.jsonl")
         assert sorted(r["id"] for r in rows) == [p0.id, p1.id, p2.id]
         s = summary("t.jsonl")
-        assert s["rejections"] == {"false_equation": 1, "truncated": 1, "wrong_answer": 4}
-        assert (s["requests"], s["traces_accepted"], s["problems_done"], s["problems_without_trace"]) == (9, 3, 3, 1)
+        assert s["this_run"]["rejections"] == {"false_equation": 1, "truncated": 1, "wrong_answer": 4}
+        assert (s["this_run"]["requests"], s["this_run"]["lines_written"]) == (9, 3)
+        assert (s["problems_done"], s["problems_without_trace"]) == (3, 1)
         # a rerun asks only about the problem that has no trace yet
         code, _, _ = cli(capsys, llm, "--limit", "4", "--max-attempts", "3", "--out", "t.jsonl")
         assert [llm.count(p.question) for p in (p0, p1, p2, p3)] == [2, 2, 2, 6]
@@ -152,12 +158,26 @@ def test_samples_are_distinct_and_resume_adds_only_what_is_missing(capsys):
     replies = [good(p, 0), good(p, 0), good(p, 1), good(p, 1), good(p, 4)]
     with FakeLLM(lambda q, n: ok(replies[n])) as llm:
         cli(capsys, llm, "--limit", "1", "--samples", "2", "--out", "t.jsonl")
-        assert summary("t.jsonl")["rejections"] == {"duplicate": 1}
+        assert this_run("t.jsonl")["rejections"] == {"duplicate": 1}
         cli(capsys, llm, "--limit", "1", "--samples", "3", "--out", "t.jsonl")
-        assert summary("t.jsonl")["rejections"] == {"duplicate": 1}
+        assert this_run("t.jsonl")["rejections"] == {"duplicate": 1}
         assert llm.count() == 5
     rows = lines("t.jsonl")
     assert [r["sample"] for r in rows] == [0, 1, 2] and len({r["trace"] for r in rows}) == 3
+
+
+def test_a_rerun_adds_its_spend_to_the_totals(capsys):
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q])) if n else ok(wrong(BY_Q[q]))) as llm:  # each problem: wrong, then right
+        cli(capsys, llm, "--limit", "2", "--out", "t.jsonl", "--price-in", "1", "--price-out", "1")
+        first = this_run("t.jsonl")
+        cli(capsys, llm, "--limit", "5", "--out", "t.jsonl", "--price-in", "1", "--price-out", "1")
+    s = summary("t.jsonl")
+    assert (first["requests"], s["this_run"]["requests"], s["total"]["requests"]) == (4, 6, 10)
+    assert (s["this_run"]["lines_written"], s["total"]["lines_written"], s["traces_in_file"]) == (3, 5, 5)
+    assert s["total"]["rejections"] == {"wrong_answer": 5} and s["total"]["runs"] == 2
+    assert (s["total"]["prompt_tokens"], s["total"]["completion_tokens"]) == (1000, 200)
+    assert s["total"]["cost_usd"] == pytest.approx(first["cost_usd"] + s["this_run"]["cost_usd"]) == 0.0012
+    assert "latency_median_s" not in s["total"]  # percentiles of two runs cannot be added
 
 
 def test_429_retry_after_is_honoured_then_capped(capsys):
@@ -166,12 +186,12 @@ def test_429_retry_after_is_honoured_then_capped(capsys):
         code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "a.jsonl")
         gap = llm.requests[1]["time"] - llm.requests[0]["time"]
     assert code == 0 and 0.55 <= gap < 1.5  # the backoff alone would have waited 0.01 s
-    s = summary("a.jsonl")
-    assert (s["requests"], s["requests_retried"], s["retries"], s["traces_accepted"]) == (1, 1, 1, 1)
+    s = this_run("a.jsonl")
+    assert (s["requests"], s["requests_retried"], s["retries"], s["lines_written"]) == (1, 1, 1, 1)
     with FakeLLM(lambda q, n: status(429, headers={"Retry-After": "3600"}) if n == 0 else ok(good(p))) as llm:
         code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "b.jsonl", "--max-wait", "0.2")
         gap = llm.requests[1]["time"] - llm.requests[0]["time"]
-    assert code == 0 and 0.15 <= gap < 1.0 and summary("b.jsonl")["traces_accepted"] == 1
+    assert code == 0 and 0.15 <= gap < 1.0 and this_run("b.jsonl")["lines_written"] == 1
 
 
 def test_500_and_503_are_retried_with_backoff(capsys):
@@ -181,8 +201,8 @@ def test_500_and_503_are_retried_with_backoff(capsys):
         t = [r["time"] for r in llm.requests]
     assert code == 0 and len(t) == 3
     assert 0.15 <= t[1] - t[0] < 0.6 and 0.35 <= t[2] - t[1] < 1.0  # 0.2 s, then doubled
-    s = summary("t.jsonl")
-    assert (s["requests"], s["requests_retried"], s["retries"], s["traces_accepted"], s["rejections"]) == (1, 1, 2, 1, {})
+    s = this_run("t.jsonl")
+    assert (s["requests"], s["requests_retried"], s["retries"], s["lines_written"], s["rejections"]) == (1, 1, 2, 1, {})
 
 
 @pytest.mark.parametrize("code,words", [(401, ["401", "API key is missing or wrong", "TEACHER_API_KEY"]),
@@ -197,6 +217,15 @@ def test_client_errors_stop_at_once_without_retrying(capsys, code, words):
     assert rc == 1 and all(w in err for w in words), err
     assert "Incorrect API key provided: [API key]" in err
     assert Path("t.jsonl").read_text() == "" and summary("t.jsonl")["status"] == "stopped"
+
+
+@pytest.mark.parametrize("code", [401, 422])
+def test_a_key_echoed_across_the_cut_of_the_error_body_is_redacted_whole(capsys, code):
+    body = "x" * 290 + SECRET + " and more"  # characters 290-306: the 300-character cut falls inside the key
+    with FakeLLM(lambda q, n: status(code, body)) as llm:
+        rc, _, err = cli(capsys, llm, "--limit", "1", "--workers", "1", "--out", "t.jsonl")
+    assert rc == 1 and "x" * 290 + "[API key" in err
+    assert not any(SECRET[i:i + 6] in err for i in range(len(SECRET) - 5)), err  # no fragment of the key either
 
 
 def test_wrong_url_and_missing_key_are_named(capsys, monkeypatch):
@@ -219,14 +248,15 @@ def test_replies_that_are_not_json_or_lack_fields_are_failed_attempts(capsys):
     with FakeLLM(lambda q, n: bodies[n] if n < 3 else ok(good(p))) as llm:
         code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "a.jsonl")
         assert code == 0 and llm.count() == 4
-    s = summary("a.jsonl")
-    assert (s["requests"], s["retries"], s["traces_accepted"]) == (1, 3, 1)
+    s = this_run("a.jsonl")
+    assert (s["requests"], s["retries"], s["lines_written"]) == (1, 3, 1)
     # a server that never answers properly: each attempt is 1 + --max-retries requests, then the problem gives up
     with FakeLLM(lambda q, n: raw("not json")) as llm:
         code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "b.jsonl", "--max-retries", "2", "--max-attempts", "2")
         assert code == 0 and llm.count() == 6
     s = summary("b.jsonl")
-    assert (s["rejections"], s["requests"], s["retries"], s["traces_in_file"]) == ({"request_failed": 2}, 2, 4, 0)
+    assert (s["this_run"]["rejections"], s["this_run"]["requests"], s["this_run"]["retries"]) == ({"request_failed": 2}, 2, 4)
+    assert s["traces_in_file"] == 0
 
 
 def test_a_stalled_server_times_out_and_is_retried(capsys):
@@ -237,8 +267,8 @@ def test_a_stalled_server_times_out_and_is_retried(capsys):
         elapsed = time.time() - t0
         assert llm.count() == 2
     assert code == 0 and elapsed < 3
-    s = summary("t.jsonl")
-    assert (s["retries"], s["traces_accepted"]) == (1, 1) and s["latency_median_s"] < 0.3
+    s = this_run("t.jsonl")
+    assert (s["retries"], s["lines_written"]) == (1, 1) and s["latency_median_s"] < 0.3
 
 
 def test_a_run_killed_midway_resumes_without_duplicates_or_losses(capsys, tmp_path):
@@ -269,7 +299,7 @@ def test_a_run_killed_midway_resumes_without_duplicates_or_losses(capsys, tmp_pa
     rows = lines("t.jsonl")
     assert sorted(r["id"] for r in rows) == [p.id for p in TRAIN[:12]]
     s = summary("t.jsonl")
-    assert (s["problems_done"], s["traces_in_file"], s["traces_accepted"]) == (12, 12, 12 - k)
+    assert (s["problems_done"], s["traces_in_file"], s["this_run"]["lines_written"]) == (12, 12, 12 - k)
     assert SECRET not in Path("log.txt").read_text()
 
 
