@@ -19,16 +19,25 @@ import sys
 import time
 from pathlib import Path
 
-MODES = ("answer", "cot", "mixed", "filler", "shuffled")
+from train import MODES
+from evaluate import eval_dir_name
+from data import write_atomic
 TRAIN_PRESET = {"cpu": "default", "gpu": "gpu", "smoke": "smoke"}
 
 
-def run(cmd, log):
-    """Run one step, echoing it; a failed step stops the study with its command line."""
+def run(cmd, log, summary_path):
+    """
+    Run one step, echoing it, and record its time in study.json at once (an interruption
+    loses no timing); a failed step stops the study with its command line.
+    Example: run([sys.executable, "train.py", "--mode", "cot"], log, Path("runs/study-cpu/study.json"))
+    """
     print("+ " + shlex.join(cmd), flush=True)
     t0 = time.time()
     r = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})  # progress lines as they come, even into a log file
     log.append({"cmd": shlex.join(cmd), "seconds": round(time.time() - t0, 1), "returncode": r.returncode})
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    summary.update(steps=log, seconds=round(sum(step["seconds"] for step in log), 1))
+    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     if r.returncode != 0:
         sys.exit(f"error: step failed ({r.returncode}): {shlex.join(cmd)}; fix it and rerun study.py to resume")
 
@@ -47,8 +56,13 @@ def main():
     out = Path(args.out or f"runs/study-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    previous = out / "study.json"  # keep the timings of steps done before an interruption
-    log = json.loads(previous.read_text())["steps"] if previous.exists() else []
+    summary_path = out / "study.json"  # keeps the timings of steps done before an interruption
+    try:
+        log = json.loads(summary_path.read_text())["steps"] if summary_path.exists() else []
+    except (ValueError, KeyError):
+        sys.exit(f"error: {summary_path} is corrupt; delete it (only step timings are lost) and rerun")
+    write_atomic(summary_path, json.dumps({"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions",
+                                           "steps": log}, indent=2) + "\n")
     runs = []
     for mode in args.modes.split(","):
         if mode not in MODES:
@@ -61,28 +75,26 @@ def main():
         cmd = [py, "train.py", "--mode", mode, "--preset", TRAIN_PRESET[args.preset], "--out", str(run_dir)]
         cmd += ["--traces", args.traces] if args.traces else []
         cmd += shlex.split(args.train_args)
-        run(cmd + (["--resume"] if (run_dir / "last.pt").exists() else []), log)
+        run(cmd + (["--resume"] if (run_dir / "last.pt").exists() else []), log, summary_path)
+    # the folders evaluate.py writes, named by the settings that change the numbers
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--limit", type=int, default=0)
+    limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
     compare = []
     for run_dir in runs:
-        for calc in ([], ["--calculator"]):
-            folder = run_dir / ("eval-test-calc" if calc else "eval-test")
+        for calc in (False, True):
+            folder = run_dir / eval_dir_name("test", None, calc, limit)
             compare.append(str(folder))
             if not (folder / "eval.json").exists():
-                run([py, "evaluate.py", str(run_dir)] + calc + shlex.split(args.eval_args), log)
-        if args.eval_file:
-            stem = Path(args.eval_file).stem
-            if not (run_dir / f"eval-{stem}" / "eval.json").exists():
-                run([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + shlex.split(args.eval_args), log)
+                run([py, "evaluate.py", str(run_dir)] + ["--calculator"] * calc + shlex.split(args.eval_args), log, summary_path)
+        if args.eval_file and not (run_dir / eval_dir_name("test", args.eval_file, False, limit) / "eval.json").exists():
+            run([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + shlex.split(args.eval_args), log, summary_path)
     cmd = [py, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
     if "answer" in args.modes.split(","):
-        cmd += ["--baseline", str(out / "answer" / "eval-test")]
-    run(cmd + (["--teacher", args.teacher] if args.teacher else []), log)
-    summary = {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions",
-               "seconds": round(sum(step["seconds"] for step in log), 1), "steps": log}
-    tmp = out / "study.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "study.json")
-    print(f"study done in {summary['seconds'] / 60:.1f} min: {out / 'report' / 'report.md'}")
+        cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
+    run(cmd + (["--teacher", args.teacher] if args.teacher else []), log, summary_path)
+    total = json.loads(summary_path.read_text())["seconds"]
+    print(f"study done ({total / 60:.1f} min of steps in all): {out / 'report' / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ The run folder (--out, default runs/<mode>) ends up holding config.json, log.jso
 best.pt, last.pt and metrics.json: every number can be recomputed from it.
 """
 import argparse
+import datetime
 import json
 import math
 import os
@@ -64,7 +65,7 @@ class TrainConfig:
     eval_interval: int = 500       # steps between validation + checkpoint
     eval_problems: int = 100       # val problems decoded for validation exact match
     test_limit: int = 0            # decode only the first N test problems at the end (0 = all)
-    max_new_tokens: int = 400      # decoding budget for reasoning modes
+    max_new_tokens: int = 512      # decoding budget for reasoning modes (as long as the longest target)
     eval_batch: int = 64           # sequences decoded together
     seed: int = 1337               # everything random derives from it
     device: str = ""               # cuda | mps | cpu; empty -> best available
@@ -217,7 +218,8 @@ def main(argv=None):
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # the other ranks wait at a barrier while rank 0 evaluates: give them time
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
     master = rank == 0
     log = print if master else (lambda *a, **k: None)
     out = Path(cfg.out)
@@ -226,22 +228,22 @@ def main(argv=None):
 
     # data: fetch GSM8K and train the tokenizer on first use
     data_dir = data.resolve_data_dir(cfg.data_dir or None)
-    if master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
-        data.download(data_dir)
-    if ddp:
-        dist.barrier()
     tok_dir = cfg.tokenizer_dir or data.ROOT / "data" / "tokenizer"
-    tok = data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if master else None
-    if ddp:
-        dist.barrier()
-        tok = tok or data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
-    train = data.load_gsm8k("train", data_dir)[: cfg.limit or None]
-    val = data.load_gsm8k("val", data_dir)
+    try:
+        if master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
+            data.download(data_dir)
+        if ddp:
+            dist.barrier()
+        tok = data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if master else None
+        if ddp:
+            dist.barrier()
+            tok = tok or data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
+        train = data.load_gsm8k("train", data_dir)[: cfg.limit or None]
+        val = data.load_gsm8k("val", data_dir)
+        traces = data.read_traces(cfg.traces) if cfg.traces else None
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
     if cfg.traces:
-        try:
-            traces = data.read_traces(cfg.traces)
-        except (FileNotFoundError, ValueError) as e:
-            sys.exit(f"error: {e}")
         source = f"teacher traces from {cfg.traces}"
         missing = sum(p.id not in traces for p in train)
         if missing:
@@ -259,8 +261,16 @@ def main(argv=None):
     val_examples = {}
     for task, ex in make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed):
         val_examples.setdefault(task, []).append(ex)
-    steps_per_epoch = len(epoch_batches(examples, cfg, 0, rank, world)) // cfg.grad_accum
+    all_batches = len(epoch_batches(examples, cfg, 0, 0, 1))
+    steps_per_epoch = all_batches // world // cfg.grad_accum
+    if all_batches % (world * cfg.grad_accum):
+        log(f"{all_batches % (world * cfg.grad_accum)} of {all_batches} batches per epoch are skipped so that "
+            f"{world} rank(s) x {cfg.grad_accum} micro-batches divide them evenly")
     total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+    # Each micro-batch's loss is a mean over its own target tokens; scaling it by its share of
+    # an average batch makes every target token weigh the same, whichever batch it is in (the
+    # short '#### 72' batches of mode mixed would otherwise count as much as long trace batches).
+    mean_batch_tokens = sum(len(e.tgt) + 1 for ex in examples.values() for e in ex) / all_batches
 
     mcfg = ModelConfig(vocab_size=tok.vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads, n_enc_layers=cfg.n_enc_layers,
                        n_dec_layers=cfg.n_dec_layers, d_ff=cfg.d_ff, dropout=cfg.dropout, max_src_len=cfg.max_src,
@@ -271,16 +281,28 @@ def main(argv=None):
     if resume:
         if not (out / "last.pt").exists():
             sys.exit(f"error: --resume: {out / 'last.pt'} not found; start without --resume")
-        loaded, ckpt = load_checkpoint(out / "last.pt", map_location=device)
+        try:
+            loaded, ckpt = load_checkpoint(out / "last.pt", map_location=device)
+        except ValueError as e:
+            sys.exit(f"error: --resume: {e}")
+        may_differ = {"stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir", "test_limit", "eval_batch"}
+        for key, was in ckpt["train_config"].items():
+            now = getattr(cfg, key, None)
+            if key not in may_differ and now != was:
+                sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
+                         f"not {now!r}; resume with the same settings or start a new --out")
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(ckpt["optimizer"])
-        step, epoch, position = ckpt["step"], ckpt["epoch"], ckpt["position"]
+        step, epoch, position, total_steps = ckpt["step"], ckpt["epoch"], ckpt["position"], ckpt["total_steps"]
         best_em, tokens_seen, train_time = ckpt["best_em"], ckpt["tokens_seen"], ckpt["train_time"]
         random.setstate(ckpt["rng"]["python"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and device.type == "cuda":
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         log(f"resumed {out / 'last.pt'} at step {step}")
+        if master and (out / "log.jsonl").exists():  # rows logged after that checkpoint happen again
+            rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+            data.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
     raw_model = model
     if cfg.compile:
         model = torch.compile(model)
@@ -297,7 +319,7 @@ def main(argv=None):
 
     def checkpoint(name, **more):
         save_checkpoint(out / name, raw_model, tokenizer={"path": tok.path, "sha256": tok.sha256},
-                        train_config=asdict(cfg), step=step, epoch=epoch, position=position, best_em=best_em,
+                        train_config=asdict(cfg), step=step, epoch=epoch, position=position, best_em=best_em, total_steps=total_steps,
                         tokens_seen=tokens_seen, train_time=train_time, optimizer=optimizer.state_dict(), rng=rng_state(), **more)
 
     def evaluate():
@@ -315,7 +337,7 @@ def main(argv=None):
     logf = open(out / "log.jsonl", "a") if master else None
     model.train()
     t_last, tokens_last = time.time(), tokens_seen
-    done = stop = False
+    done, stop = step >= total_steps, False  # a finished run that is resumed just finishes
     while not done:
         batches = epoch_batches(examples, cfg, epoch, rank, world)
         while position + cfg.grad_accum <= len(batches):
@@ -332,12 +354,13 @@ def main(argv=None):
                 task, idx = batches[position + micro]
                 src, tgt_in, targets = (t.to(device) for t in data.collate([examples[task][i] for i in idx]))
                 weight = cfg.answer_weight if (cfg.mode == "mixed" and task == "answer") else 1.0
+                weight *= int((targets != tok.pad_id).sum()) / mean_batch_tokens
                 sync = micro == cfg.grad_accum - 1  # all-reduce gradients once, on the last micro-step
                 with (model.no_sync() if ddp and not sync else torch.enable_grad()), autocast:
                     _, loss = model(src, tgt_in, targets)
                     (loss * weight / cfg.grad_accum).backward()
                 loss_sum += loss.item() / cfg.grad_accum
-                tokens_seen += int((targets != tok.pad_id).sum()) * world
+                tokens_seen += int((targets != tok.pad_id).sum()) * world  # ranks see batches of about the same size
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -420,9 +443,7 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
 
 
 def write_json(path, obj):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    data.write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def fmt_time(s):

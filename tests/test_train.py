@@ -78,12 +78,23 @@ def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
     run_train(args + ["--out", str(tmp_path / "straight")], gsm8k_dir, tok_dir)
     r = run_train(args + ["--out", str(tmp_path / "broken"), "--stop-after-steps", "13"], gsm8k_dir, tok_dir)
     assert "stopped after step 13" in r.stdout and not (tmp_path / "broken" / "metrics.json").exists()
+    with open(tmp_path / "broken" / "log.jsonl", "a") as f:  # as if a crash came after more steps were logged
+        f.write(json.dumps({"step": 15, "loss": 99.0}) + "\n")
     run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
     a, ca = load_checkpoint(tmp_path / "straight" / "last.pt")
     b, cb = load_checkpoint(tmp_path / "broken" / "last.pt")
     assert ca["step"] == cb["step"] > 13
     for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(pa, pb), name
+    rows = [json.loads(line) for line in (tmp_path / "broken" / "log.jsonl").read_text().splitlines()]
+    loss_steps = [r["step"] for r in rows if "loss" in r]
+    assert loss_steps == sorted(set(loss_steps)) and 13 < loss_steps[-1]  # nothing logged twice across the interruption
+    assert 99.0 not in [r.get("loss") for r in rows]
+    # a finished run that is resumed only finishes; other settings are refused
+    r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
+    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == cb["step"]
+    r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume", "--lr", "0.1"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
 
 
 def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
