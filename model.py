@@ -197,6 +197,37 @@ class DecoderBlock(nn.Module):
         return x + self.ff(self.ln3(x))
 
 
+class SoftmaxCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of logits (N, V) against target ids (N,): F.cross_entropy's value and
+    gradient, with the gradient written into the one (N, V) buffer the forward pass keeps.
+
+    Why: the gradient of softmax cross-entropy is just (softmax - one_hot) / N, but
+    F.cross_entropy's backward gets there through two more (N, V) tensors (a zero-filled
+    one-hot gradient, then log_softmax's gradient). At a vocabulary of 8000 those are the
+    largest tensors of a training step; skipping them makes the smoke preset's step about
+    1.3x faster on CPU and the default's a few percent.
+
+    Example: loss = SoftmaxCrossEntropy.apply(logits, targets)
+    """
+
+    @staticmethod
+    def forward(ctx, logits, targets):
+        # At least fp32: under bf16 autocast F.cross_entropy upcasts too.
+        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+        ctx.save_for_backward(logp, targets)
+        return -logp.gather(1, targets[:, None]).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        logp, targets = ctx.saved_tensors
+        # In place: logp is not needed again (a second backward through this graph is refused by
+        # autograd's check that saved tensors were not modified).
+        g = logp.exp_()  # softmax
+        g[torch.arange(len(targets), device=g.device), targets] -= 1
+        return g.mul_(grad / len(targets)), None
+
+
 class EncoderDecoder(nn.Module):
     """The whole model. Source and target share one vocabulary and one embedding matrix.
 
@@ -320,7 +351,7 @@ class EncoderDecoder(nn.Module):
             return self.lm_head(h), None
         keep = targets != self.config.pad_id  # (B, T)
         logits = self.lm_head(h[keep])  # (N, V)
-        return logits, F.cross_entropy(logits, targets[keep])
+        return logits, SoftmaxCrossEntropy.apply(logits, targets[keep])
 
     @torch.no_grad()
     def generate(self, src, max_new_tokens, use_cache=True, calculator=None):

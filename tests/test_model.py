@@ -15,6 +15,7 @@ from model import (  # noqa: E402
     EncoderDecoder,
     ModelConfig,
     RotaryEmbedding,
+    SoftmaxCrossEntropy,
     apply_rotary,
     load_checkpoint,
     save_checkpoint,
@@ -92,6 +93,24 @@ def test_loss_is_mean_ce_over_non_pad_targets():
     assert not torch.allclose(model(src, tgt_in, other)[1], loss)
     other[0, 2:] = PAD
     torch.testing.assert_close(model(src, tgt_in, other)[1], loss)
+
+
+def test_softmax_cross_entropy_matches_f_cross_entropy():
+    logits = torch.randn(9, 13, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 13, (9,))
+    ref_logits = logits.detach().clone().requires_grad_()
+    loss, ref = SoftmaxCrossEntropy.apply(logits, targets), F.cross_entropy(ref_logits, targets)
+    (2.5 * loss).backward(retain_graph=True)  # an upstream factor, as train.py's loss weights
+    (2.5 * ref).backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(logits.grad, ref_logits.grad)
+    # Its backward reuses the saved buffer; a second pass must fail loudly, not return garbage.
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+    # Under bf16 autocast (train.py on a GPU) it works in fp32, as F.cross_entropy does there.
+    low = torch.randn(9, 13).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(SoftmaxCrossEntropy.apply(low, targets), F.cross_entropy(low, targets))
 
 
 def test_every_parameter_gets_a_gradient():

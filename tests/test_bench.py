@@ -1,0 +1,45 @@
+"""bench.py --quick end to end: every figure is produced and is a positive finite number.
+No timing is asserted: the suite runs on shared, busy machines."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+EXPECTED = ["matmul_peak_gflop_s", "peak_memory_mb",
+            "decode.batch1_cached_ms_per_sample", "decode.batch1_uncached_ms_per_sample", "decode.cache_speedup_ratio",
+            "decode.ms_per_token_growth_ratio"]
+for preset in ("smoke", "default", "large"):
+    EXPECTED += [f"train.{preset}.{k}" for k in (
+        "ours_tok_s", "nn_transformer_tok_s", "ratio_vs_nn_transformer", "ours_fraction_of_peak",
+        "nn_transformer_fraction_of_peak", "ours_gflop_s", "flops_per_step")]
+for b in (8, 32, 128):
+    EXPECTED += [f"decode.samples_per_s.batch{b}", f"decode.peak_memory_mb.batch{b}"]
+for p in (16, 64, 128, 256):
+    EXPECTED += [f"decode.ms_per_token.pos{p}", f"decode.uncached_ms_per_token.pos{p}"]
+for axis in ("train_step_s.src", "train_step_s.tgt", "decode_s.src", "decode_s.new_tokens"):
+    EXPECTED.append(f"scaling.{axis}_growth_ratio")
+
+
+def test_quick_run_produces_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    # One thread: on a busy machine two threads that wait on each other can make it 10x slower.
+    r = subprocess.run([sys.executable, str(ROOT / "bench.py"), "--quick", "--threads", "1", "--json", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    figures = report["figures"]
+    missing = [k for k in EXPECTED if k not in figures]
+    assert not missing, f"missing figures: {missing}"
+    bad = {k: v for k, v in figures.items() if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0)}
+    assert not bad, f"figures that are not positive finite numbers: {bad}"
+    # each scaling axis has a time for every length, and the table names every part
+    assert sum(k.startswith("scaling.train_step_s.src") for k in figures) == len(report["sizes"]["lengths"]) + 1
+    for heading in ("Training", "matmul peak", "Greedy decoding", "Scaling", "ratio"):
+        assert heading in r.stdout
+    assert report["machine"]["torch_threads"] >= 1
+    if "train.default.t5_tok_s" not in figures:  # transformers is optional and never required
+        assert "HF T5: skipped" in r.stdout
+    assert not list(tmp_path.glob(".tmp-*")), "the JSON is written atomically, no temporary file left"
