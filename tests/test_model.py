@@ -166,6 +166,14 @@ def test_sources_longer_than_max_src_len():
 # ---------------------------------------------------------------------------- generation
 
 
+def test_training_after_generate_grew_the_rotary_tables():
+    model = tiny_model(max_src_len=8, max_tgt_len=8).train()
+    model.generate(random_ids(1, 20), max_new_tokens=30)  # tables grow inside inference_mode
+    src, tgt_in, targets = random_ids(2, 20), random_ids(2, 12), random_ids(2, 12)
+    model(src, tgt_in, targets)[1].backward()  # would fail on inference-mode tables
+    assert model.tok_emb.weight.grad is not None
+
+
 def test_cached_and_uncached_greedy_agree():
     model = varied_model()
     src = padded_sources([9, 4, 13])
