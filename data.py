@@ -250,7 +250,7 @@ def wilson_interval(correct, n, z=1.96):
 
 
 # -----------------------------------------------------------------------------
-# Safe arithmetic: a recursive-descent parser over exact fractions, no eval()
+# Safe arithmetic: a recursive-descent parser over exact fractions; text is never executed
 
 MAX_EXPR_CHARS = 200       # longer text is not arithmetic we accept
 MAX_MAGNITUDE = 10 ** 15   # any intermediate value beyond this is rejected
@@ -597,6 +597,26 @@ def source_text(question, task=None):
     Example: source_text("How many?", "cot") == "[cot] How many?"
     """
     return question if task is None else f"[{task}] {question}"
+
+
+ANSWER_TOKENS = 24  # decoding budget when only '#### <answer>' is expected
+
+
+def ways_to_ask(mode):
+    """
+    The tasks a model trained in a mode is asked with: a mixed model both ways (by its task
+    prefix), every other model once, with the plain question (task None).
+    Example: ways_to_ask("mixed") == ["cot", "answer"]
+    """
+    return ["cot", "answer"] if mode == "mixed" else [None]
+
+
+def decode_budget(mode, task, reasoning_tokens):
+    """
+    New tokens to allow: a few for an answer-only model or task, the reasoning budget otherwise.
+    Example: decode_budget("answer", None, 512) == ANSWER_TOKENS
+    """
+    return ANSWER_TOKENS if "answer" in (mode, task) else reasoning_tokens
 
 
 @dataclass

@@ -293,9 +293,9 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results = [], []
-    for task in (["cot", "answer"] if mode == "mixed" else [None]):
+    for task in data.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
-        max_new = 24 if "answer" in (mode, task) else (max_new_tokens or cfg.get("max_new_tokens", 400))
+        max_new = data.decode_budget(mode, task, max_new_tokens or cfg.get("max_new_tokens", 512))
         sources = [tok.encode(data.source_text(q, task)) for _, q, _, _ in problems]
         calc = data.Calculator(tok) if calculator else None
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "

@@ -149,19 +149,10 @@ def make_examples(problems, traces, mode, tok, seed):
     return out
 
 
-def eval_tasks(mode):
-    """The ways a trained model is asked: mixed models are scored both ways, the rest one way."""
-    return {"mixed": ["cot", "answer"]}.get(mode, [None])
-
-
-def task_prefix(mode, task):
-    return task if mode == "mixed" else None
-
-
 def score(model, tok, problems, mode, task, cfg, calculator=None):
     """Greedy-decode problems and score exact match of the final answer. Returns (correct, outputs)."""
-    sources = [tok.encode(data.source_text(p.question, task_prefix(mode, task))) for p in problems]
-    max_new = 24 if mode == "answer" or task == "answer" else cfg.max_new_tokens
+    sources = [tok.encode(data.source_text(p.question, task)) for p in problems]
+    max_new = data.decode_budget(mode, task, cfg.max_new_tokens)
     outs = generate_many(model, sources, max_new, batch_size=cfg.eval_batch, calculator=calculator)
     texts = [tok.decode(o) for o in outs]
     correct = [data.extract_answer(t) == p.answer for t, p in zip(texts, problems)]
@@ -330,7 +321,7 @@ def main(argv=None):
                 for b in data.token_batches(ex, cfg.batch_tokens, shuffle=False):
                     src, tgt_in, targets = (t.to(device) for t in data.collate([ex[i] for i in b]))
                     losses.append(raw_model(src, tgt_in, targets)[1].item())
-        correct, texts = score(raw_model, tok, val[: cfg.eval_problems], cfg.mode, eval_tasks(cfg.mode)[0], cfg)
+        correct, texts = score(raw_model, tok, val[: cfg.eval_problems], cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg)
         raw_model.train()
         return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
 
@@ -430,7 +421,7 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "steps": steps, "best_step": ckpt["step"],
                "val_em": ckpt.get("val_em"), "device": str(device)}
-    for task in eval_tasks(cfg.mode):
+    for task in data.ways_to_ask(cfg.mode):
         correct, _ = score(model, tok, test, cfg.mode, task, cfg)
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
