@@ -92,7 +92,7 @@ def resolve_config(argv=None):
     comments = {f.name: "" for f in fields(TrainConfig)}
     for line in Path(__file__).read_text().split("class TrainConfig:")[1].split("\n\n\n")[0].splitlines():
         if ":" in line and "#" in line:
-            comments[line.split(":")[0].strip()] = line.split("#", 1)[1].strip()
+            comments[line.split(":")[0].strip()] = line.split("#", 1)[1].strip().replace("%", "%%")  # argparse formats help
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type is bool or f.type == "bool":
