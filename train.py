@@ -276,7 +276,7 @@ def main(argv=None):
             loaded, ckpt = load_checkpoint(out / "last.pt", map_location=device)
         except ValueError as e:
             sys.exit(f"error: --resume: {e}")
-        may_differ = {"stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir", "test_limit", "eval_batch"}
+        may_differ = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir", "test_limit", "eval_batch"}
         for key, was in ckpt["train_config"].items():
             now = getattr(cfg, key, None)
             if key not in may_differ and now != was:
