@@ -30,6 +30,7 @@ GSM8K_FILES = {  # file -> (problems, sha256) of the official release
     "test.jsonl": (1319, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
 }
 VAL_SIZE = 300  # problems of the official train file held out for model selection
+TOKENIZER_DIR = ROOT / "data" / "tokenizer"  # where trained tokenizers are cached
 
 # -----------------------------------------------------------------------------
 # Download
@@ -57,6 +58,17 @@ def write_atomic(path, text):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def pick_device(name=None):
+    """
+    The torch device to use: the one named, else cuda, else mps, else cpu.
+    Example: pick_device() == torch.device("cpu")  # on a machine with no accelerator
+    """
+    import torch
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
 
 
 def sha256_file(path):
@@ -540,7 +552,7 @@ def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
     return Tokenizer(path)
 
 
-def get_tokenizer(vocab_size=DEFAULT_VOCAB, data_dir=None, cache_dir=ROOT / "data" / "tokenizer"):
+def get_tokenizer(vocab_size=DEFAULT_VOCAB, data_dir=None, cache_dir=TOKENIZER_DIR):
     """
     The tokenizer for this vocabulary size, trained once and cached under a name that hashes
     its inputs, so the same inputs always give the same file and changed inputs a new one.

@@ -215,7 +215,7 @@ def load_tokenizer(ckpt, run_dir):
     info = ckpt.get("tokenizer") or {}
     path = Path(info.get("path", ""))
     if not path.is_file():  # a run copied from another machine: look in this checkout's cache
-        path = Path(__file__).resolve().parent / "data" / "tokenizer" / path.name
+        path = data.TOKENIZER_DIR / path.name
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer {info.get('path')} of run {run_dir} not found: train.py re-creates it "
                                 f"(same --vocab-size and data), or copy it to {path}")
@@ -279,7 +279,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
     run_dir, ckpt_path = resolve_run(run)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = data.pick_device(device)
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
     mode = cfg.get("mode", "cot")

@@ -204,7 +204,7 @@ def main(argv=None):
     cfg, resume = resolve_config(argv)
     ddp = "RANK" in os.environ
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"))
+    device = data.pick_device(cfg.device)
     if ddp:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -219,7 +219,7 @@ def main(argv=None):
 
     # data: fetch GSM8K and train the tokenizer on first use
     data_dir = data.resolve_data_dir(cfg.data_dir or None)
-    tok_dir = cfg.tokenizer_dir or data.ROOT / "data" / "tokenizer"
+    tok_dir = cfg.tokenizer_dir or data.TOKENIZER_DIR
     try:
         if master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
             data.download(data_dir)
