@@ -475,6 +475,20 @@ def find_equations(trace):
     return steps
 
 
+TRACE_FORMATS = ("steps", "equations")  # what a reasoning target holds (train.py --trace-format)
+
+
+def equations_only(trace):
+    """
+    A trace cut down to its equations, one per line, and its answer line: the arithmetic
+    without the words around it (the trace-format ablation).
+    Example: equations_only("She has 3 + 4 = 7 pens.\\nSo 7 * 2 = 14 in all.\\n#### 14") == "3 + 4 = 7\\n7 * 2 = 14\\n#### 14"
+    """
+    last = trace.strip().split("\n")[-1]
+    lines = [f"{s.expression} = {s.claimed}" for s in find_equations(trace)]
+    return "\n".join(lines + ([last] if last.startswith("####") else []))
+
+
 def check_trace(trace):
     """
     Step-by-step check of a trace: the equations and whether each holds, the final answer,
@@ -603,12 +617,15 @@ class Calculator:
 # Examples and token-budget batches
 
 
-def source_text(question, task=None):
+def task_prefix(task):
     """
-    The encoder's input: the question, behind a task prefix when one model learns several tasks.
-    Example: source_text("How many?", "cot") == "[cot] How many?"
+    What a multi-task model's output starts with to say which task it does. Decoding forces it
+    (model.generate's prefix), so the model cannot do the task it was not asked for: when the task
+    was a prefix of the question instead, our small students learned to ignore it and answered
+    directly when asked to reason ('#### N' beats the many ways a trace can start).
+    Example: task_prefix("cot") == "[cot]"; task_prefix(None) == ""
     """
-    return question if task is None else f"[{task}] {question}"
+    return "" if task is None else f"[{task}]"
 
 
 ANSWER_TOKENS = 24  # decoding budget when only '#### <answer>' is expected
@@ -617,7 +634,7 @@ ANSWER_TOKENS = 24  # decoding budget when only '#### <answer>' is expected
 def ways_to_ask(mode):
     """
     The tasks a model trained in a mode is asked with: a mixed model both ways (by its task
-    prefix), every other model once, with the plain question (task None).
+    prefix), every other model once, with no prefix (task None).
     Example: ways_to_ask("mixed") == ["cot", "answer"]
     """
     return ["cot", "answer"] if mode == "mixed" else [None]

@@ -155,8 +155,8 @@ def summarize(rows):
 def reasoning_warning(mode, m):
     """
     A warning when a model asked to reason writes almost none: fewer than one equation per output
-    on average from a cot or shuffled run or a mixed run's cot task (a mixed model may answer
-    directly behind the [cot] prefix). filler is left out: its reasoning is '.' tokens by design.
+    on average from a cot or shuffled run or a mixed run's cot task (a small student may learn to
+    answer directly whatever it is asked). filler is left out: its reasoning is '.' tokens by design.
     Example: reasoning_warning("mixed", {"task": "cot", "label": "mixed/cot", "steps_mean": 0.0})
              == "mixed/cot writes no reasoning: 0.0 steps per output"
     """
@@ -225,7 +225,7 @@ def load_tokenizer(ckpt, run_dir):
     return tok
 
 
-def decode_all(model, sources, max_new, batch_size, calculator, label):
+def decode_all(model, sources, max_new, batch_size, calculator, label, prefix=()):
     """
     Greedy outputs in the original order and the seconds taken: the batches of one generate_many
     call over all sources, made one call each so that progress and an ETA can be printed between.
@@ -237,7 +237,7 @@ def decode_all(model, sources, max_new, batch_size, calculator, label):
     outs, t0 = [None] * len(sources), time.time()
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator)):
+        for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator, prefix=prefix)):
             outs[i] = ids
         done, el = start + len(idx), time.time() - t0
         print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
@@ -245,7 +245,7 @@ def decode_all(model, sources, max_new, batch_size, calculator, label):
     return outs, time.time() - t0
 
 
-def batch1_latency(model, sources, max_new, device, calculator):
+def batch1_latency(model, sources, max_new, device, calculator, prefix=()):
     """
     Seconds per sample at batch 1 with the KV cache, after one warm-up call (lazy init is not latency).
     Example: ms = 1000 * np.median(batch1_latency(model, sources[:20], 400, torch.device("cpu"), None))
@@ -254,7 +254,7 @@ def batch1_latency(model, sources, max_new, device, calculator):
     for k, src in enumerate([sources[0]] + sources):
         x = torch.tensor([src], device=device)
         t0 = time.perf_counter()
-        model.generate(x, max_new, use_cache=True, calculator=calculator)
+        model.generate(x, max_new, use_cache=True, calculator=calculator, prefix=prefix)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if k:
@@ -295,12 +295,13 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     rows, results = [], []
     for task in data.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
+        sources = [tok.encode(q) for _, q, _, _ in problems]
+        prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
         max_new = data.decode_budget(mode, task, max_new_tokens or cfg.get("max_new_tokens", 512))
-        sources = [tok.encode(data.source_text(q, task)) for _, q, _, _ in problems]
         calc = data.Calculator(tok) if calculator else None
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
               f"up to {max_new} new tokens, on {device}")
-        ids, seconds = decode_all(model, sources, max_new, batch_size or cfg.get("eval_batch", 64), calc, label)
+        ids, seconds = decode_all(model, sources, max_new, batch_size or cfg.get("eval_batch", 64), calc, label, prefix)
         task_rows = []
         for (pid, q, gold, ref), o in zip(problems, ids):
             text, cut = tok.decode(o), len(o) >= max_new  # no eos within the budget
@@ -310,7 +311,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
                               "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
                               "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
                               "step_match": step_precision_recall(text, ref) if ref else None})
-        lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None) if latency_samples else []
+        lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
         m = summarize(task_rows)
         m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
                   "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,

@@ -357,10 +357,14 @@ class EncoderDecoder(nn.Module):
         return logits, SoftmaxCrossEntropy.apply(logits, targets[keep])
 
     @torch.inference_mode()  # no_grad minus view/version tracking: batch-1 steps a few % faster
-    def generate(self, src, max_new_tokens, use_cache=True, calculator=None):
+    def generate(self, src, max_new_tokens, use_cache=True, calculator=None, prefix=()):
         """Batched greedy decoding. Returns, per source row, the generated ids without
-        bos and without the final eos. A row stops at its own eos; the loop stops when
-        every row has, or after max_new_tokens steps. Runs in eval mode (restored after).
+        bos, prefix and the final eos. A row stops at its own eos; the loop stops when
+        every row has, or after max_new_tokens tokens after the prefix. Runs in eval mode
+        (restored after).
+
+        prefix (optional): ids every row's output is forced to start with, e.g. a task token
+        that tells a multi-task model which task to do.
 
         calculator (optional) has .trigger_ids (set of ids) and is called as
         calculator(tokens_so_far) -> list of ids. When a row's greedy token is a trigger,
@@ -378,17 +382,20 @@ class EncoderDecoder(nn.Module):
             B = src.size(0)
             src_mask = src != cfg.pad_id
             memory = self.encode(src)  # (B, S, C), encoded once
-            cache = self.init_cache(memory, max_new_tokens) if use_cache else None
-            tokens = torch.full((B, max_new_tokens + 1), cfg.pad_id, dtype=torch.long, device=src.device)
+            steps = len(prefix) + max_new_tokens
+            cache = self.init_cache(memory, steps) if use_cache else None
+            tokens = torch.full((B, steps + 1), cfg.pad_id, dtype=torch.long, device=src.device)
             tokens[:, 0] = cfg.bos_id
             done = torch.zeros(B, dtype=torch.bool, device=src.device)
             queues = [deque() for _ in range(B)]  # forced tokens waiting, per row
-            for t in range(max_new_tokens):
+            for t in range(steps):
                 tgt_in = tokens[:, t : t + 1] if use_cache else tokens[:, : t + 1]
                 h = self.decode(tgt_in, memory, src_mask, cache)
                 next_tok = self.lm_head(h[:, -1]).argmax(dim=-1)  # (B,)
-                if calculator is not None:
-                    next_tok = self._calculator_step(next_tok, tokens[:, 1 : t + 1], done, queues, calculator)
+                if t < len(prefix):
+                    next_tok.fill_(prefix[t])
+                elif calculator is not None:
+                    next_tok = self._calculator_step(next_tok, tokens[:, 1 + len(prefix) : t + 1], done, queues, calculator)
                 next_tok.masked_fill_(done, cfg.pad_id)  # finished rows just idle along
                 tokens[:, t + 1] = next_tok
                 done |= next_tok == cfg.eos_id
@@ -397,7 +404,7 @@ class EncoderDecoder(nn.Module):
         finally:
             self.train(was_training)
         out = []
-        for row in tokens[:, 1:].tolist():
+        for row in tokens[:, 1 + len(prefix):].tolist():
             out.append(row[: row.index(cfg.eos_id)] if cfg.eos_id in row else row)
         return out
 
@@ -415,9 +422,9 @@ class EncoderDecoder(nn.Module):
         return torch.tensor(chosen, dtype=next_tok.dtype, device=next_tok.device)
 
 
-def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None, device=None):
+def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None, device=None, prefix=()):
     """Greedy-decode a list of token-id sources in batches of similar length (less padding,
-    rows finish together), returning the outputs in the original order.
+    rows finish together), returning the outputs in the original order (prefix: see generate).
 
     Example: outs = generate_many(model, [[5, 6, 7], [8, 9]], max_new_tokens=64)
     """
@@ -430,7 +437,7 @@ def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None
         src = torch.full((len(idx), S), model.config.pad_id, dtype=torch.long)
         for row, i in enumerate(idx):
             src[row, :len(sources[i])] = torch.tensor(sources[i], dtype=torch.long)
-        for i, out in zip(idx, model.generate(src.to(device), max_new_tokens, calculator=calculator)):
+        for i, out in zip(idx, model.generate(src.to(device), max_new_tokens, calculator=calculator, prefix=prefix)):
             outs[i] = out
     return outs
 

@@ -37,6 +37,7 @@ class TrainConfig:
     out: str = ""                  # run folder; empty -> runs/<mode>
     data_dir: str = ""             # GSM8K folder; empty -> $GSM8K_DIR or data/gsm8k
     traces: str = ""               # teacher traces JSONL; empty -> GSM8K reference solutions
+    trace_format: str = "steps"    # steps: the solution's sentences and equations | equations: the equation lines only
     vocab_size: int = data.DEFAULT_VOCAB  # tokenizer pieces
     tokenizer_dir: str = ""        # where tokenizers are cached; empty -> data/tokenizer
     limit: int = 0                 # train on the first N problems only (0 = all)
@@ -101,6 +102,8 @@ def resolve_config(argv=None):
             parser.add_argument(flag, choices=MODES, default=None, help=comments[f.name])
         elif f.name == "preset":
             parser.add_argument(flag, choices=sorted(PRESETS), default=None, help=comments[f.name])
+        elif f.name == "trace_format":
+            parser.add_argument(flag, choices=data.TRACE_FORMATS, default=None, help=comments[f.name])
         else:
             parser.add_argument(flag, type=type(f.default), default=None, help=f"{comments[f.name]} (default {f.default!r})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -122,11 +125,17 @@ def shuffled_trace(trace, seed):
     return "\n".join(steps + [last])
 
 
+# The filler ablation's count of '.' tokens: one fixed number, so that the student can learn
+# where the filler ends (matching each trace's own length left it unable to stop), close to the
+# mean reference trace (104 tokens at vocabulary 4000), so about as much extra decoding as cot.
+FILLER_TOKENS = 100
+
+
 def make_examples(problems, traces, mode, tok, seed):
     """
     (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
-    with task prefixes. filler: '.' tokens to the trace's length, then '#### a'. shuffled:
-    the trace with its steps in random order.
+    each target behind its task prefix. filler: FILLER_TOKENS '.' tokens, then '#### a'. shuffled: the trace
+    with its steps in random order.
     """
     filler_id = tok.encode(".")[-1]
     out = []
@@ -138,22 +147,22 @@ def make_examples(problems, traces, mode, tok, seed):
             elif mode == "shuffled":
                 out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(shuffled_trace(trace, f"{seed}-{p.id}-{k}")))))
             elif mode == "filler":
-                pad = max(0, len(tok.encode(trace)) - len(answer_ids))
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * pad + answer_ids)))
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * FILLER_TOKENS + answer_ids)))
             elif mode == "mixed":
-                out.append(("cot", data.Example(p.id, tok.encode(data.source_text(p.question, "cot")), tok.encode(trace))))
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("cot")) + tok.encode(trace))))
         if mode == "answer":
             out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
         elif mode == "mixed" and p.id in traces:
-            out.append(("answer", data.Example(p.id, tok.encode(data.source_text(p.question, "answer")), answer_ids)))
+            out.append(("answer", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("answer")) + answer_ids)))
     return out
 
 
 def score(model, tok, problems, mode, task, cfg, calculator=None):
     """Greedy-decode problems and score exact match of the final answer. Returns (correct, outputs)."""
-    sources = [tok.encode(data.source_text(p.question, task)) for p in problems]
+    sources = [tok.encode(p.question) for p in problems]
+    prefix = tok.encode(data.task_prefix(task))
     max_new = data.decode_budget(mode, task, cfg.max_new_tokens)
-    outs = generate_many(model, sources, max_new, batch_size=cfg.eval_batch, calculator=calculator)
+    outs = generate_many(model, sources, max_new, batch_size=cfg.eval_batch, calculator=calculator, prefix=prefix)
     texts = [tok.decode(o) for o in outs]
     correct = [data.extract_answer(t) == p.answer for t, p in zip(texts, problems)]
     return correct, texts
@@ -242,13 +251,15 @@ def main(argv=None):
     else:
         traces = {p.id: [data.reference_to_trace(p.solution)] for p in train}
         source = "GSM8K reference solutions"
+    ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
+    if cfg.trace_format == "equations":
+        traces, ref = ({k: [data.equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
     examples = {}
     for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed):
         examples.setdefault(task, []).append(ex)
     for task in examples:
         examples[task], dropped = data.drop_long(examples[task], cfg.max_src, cfg.max_tgt)
         log(f"{task} examples: {len(examples[task])} (left out as longer than {cfg.max_src}/{cfg.max_tgt} tokens: {dropped})")
-    ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
     val_examples = {}
     for task, ex in make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed):
         val_examples.setdefault(task, []).append(ex)

@@ -187,6 +187,17 @@ def test_reference_to_trace_example():
     assert data.reference_to_trace(sol) == "Natalia sold 48 / 2 = 24 clips in May.\nShe earned 0.2 * 50 = 10.\nAnd 3 + 4 = 7 more.\n#### 72"
 
 
+def test_equations_only_keeps_every_equation_and_the_answer(gsm8k_dir):
+    assert data.equations_only("She has 3 + 4 = 7 pens.\nSo 7 * 2 = 14 in all.\n#### 14") == "3 + 4 = 7\n7 * 2 = 14\n#### 14"
+    assert data.equations_only("No arithmetic here.\n#### 5") == "#### 5"
+    for p in data.load_gsm8k("train", gsm8k_dir)[:500]:
+        trace = data.reference_to_trace(p.solution)
+        eq = data.equations_only(trace)
+        kept = [(s.expression, s.claimed, s.ok) for s in data.find_equations(eq)]
+        assert kept == [(s.expression, s.claimed, s.ok) for s in data.find_equations(trace)]
+        assert eq.split("\n")[-1] == trace.split("\n")[-1] and len(eq.split("\n")) == len(kept) + 1
+
+
 # ----------------------------------------------------------------------------- tokenizer
 
 def test_tokenizer_round_trip_on_all_of_gsm8k(gsm8k_dir, tokenizer):

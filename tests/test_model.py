@@ -191,6 +191,24 @@ def test_batched_generation_equals_one_by_one():
         assert model.generate(src[i : i + 1, :n], max_new_tokens=20) == [batched[i]]
 
 
+def test_forced_prefix_is_fed_then_greedy_continues():
+    model = varied_model()
+    src = padded_sources([9, 4, 13])
+    free = model.generate(src, max_new_tokens=12)
+    prefix = [free[1][0], 7, 5]  # a prefix unlike any row's own greedy start
+    assert all(row[:3] != prefix for row in free), "the prefix must change something"
+    forced = model.generate(src, max_new_tokens=12, prefix=prefix)
+    model.eval()
+    for b, row in enumerate(forced):  # oracle: greedy by hand, with the whole decoder input each step
+        tokens = [model.config.bos_id] + prefix
+        while len(tokens) < 16 and tokens[-1] != model.config.eos_id:
+            logits, _ = model(src[b : b + 1, : [9, 4, 13][b]], torch.tensor([tokens]))
+            tokens.append(int(logits[0, -1].argmax()))
+        expected = tokens[1 + len(prefix):]
+        assert row == (expected[: expected.index(model.config.eos_id)] if model.config.eos_id in expected else expected)
+    assert forced == model.generate(src, max_new_tokens=12, prefix=prefix, use_cache=False)
+
+
 def test_each_row_stops_at_its_own_eos():
     model = varied_model()
     src = padded_sources([9, 4, 13])

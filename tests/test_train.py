@@ -63,14 +63,18 @@ def test_make_examples_modes(gsm8k_dir, tokenizer):
     trace_ids = tokenizer.encode(traces[problems[0].id][0])
     assert tokenizer.decode(by_mode["answer"][0][1].tgt) == f"#### {problems[0].answer}"
     assert by_mode["cot"][0][1].tgt == trace_ids
-    assert len(by_mode["filler"][0][1].tgt) == len(trace_ids)  # same length, no reasoning
-    assert tokenizer.decode(by_mode["filler"][0][1].tgt).endswith(f"#### {problems[0].answer}")
+    filler = by_mode["filler"][0][1].tgt
+    assert tokenizer.decode(filler[train.FILLER_TOKENS:]) == f"#### {problems[0].answer}"  # one fixed count, no reasoning
+    assert len(set(filler[:train.FILLER_TOKENS])) == 1 and tokenizer.decode(filler[:1]).strip() == "."
     shuffled = tokenizer.decode(by_mode["shuffled"][0][1].tgt).split("\n")
     original = traces[problems[0].id][0].split("\n")
     assert sorted(shuffled) == sorted(original) and shuffled[-1] == original[-1]
     tasks = [t for t, _ in by_mode["mixed"]]
     assert tasks.count("cot") == tasks.count("answer") == 3
-    assert tokenizer.decode(by_mode["mixed"][1][1].src).startswith("[answer] ")
+    cot, answer = by_mode["mixed"][0][1], by_mode["mixed"][1][1]
+    assert cot.src == answer.src == tokenizer.encode(problems[0].question)  # the task is said on the output side
+    assert cot.tgt == tokenizer.encode("[cot]") + trace_ids
+    assert answer.tgt == tokenizer.encode("[answer]") + by_mode["answer"][0][1].tgt
 
 
 def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
