@@ -1,9 +1,10 @@
-"""Shared fixtures: the real GSM8K copy and a real tokenizer trained on it."""
+"""Shared fixtures (the real GSM8K copy, a real tokenizer trained on it) and the overfit loop two tests use."""
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,3 +33,16 @@ def tokenizer(gsm8k_dir, tmp_path_factory):
     """The real tokenizer (default vocabulary), trained on the real train split into a temp cache."""
     import data
     return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path_factory.mktemp("tok"))
+
+
+def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):
+    """Full-batch AdamW on one batch until steps run out or the loss is under stop_below; returns the last loss."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for _ in range(steps):
+        _, loss = model(src, tgt_in, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if loss.item() < stop_below:
+            break
+    return loss.item()

@@ -21,6 +21,8 @@ from model import (  # noqa: E402
     save_checkpoint,
 )
 
+from conftest import overfit  # noqa: E402
+
 PAD, BOS, EOS = 0, 2, 3
 
 
@@ -356,12 +358,6 @@ def test_tiny_model_overfits_a_few_sequences():
     tgt_in = torch.cat([torch.full((4, 1), BOS), targets[:, :-1]], dim=1)
     tgt_in[tgt_in == EOS] = PAD  # eos is never an input; keeps pads to the right
 
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        _, loss = model(src, tgt_in, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < 0.05
+    assert overfit(model, src, tgt_in, targets, 150) < 0.05
     expected = [src[i, :n].flip(0).tolist() for i, n in enumerate(lengths)]
     assert model.generate(src, max_new_tokens=12) == expected

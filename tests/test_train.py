@@ -12,6 +12,8 @@ import data
 import train
 from model import load_checkpoint
 
+from conftest import overfit
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -147,14 +149,6 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     src, tgt_in, targets = data.collate(examples)
     model = EncoderDecoder(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=96, n_heads=4, n_enc_layers=1,
                                        n_dec_layers=2, d_ff=192, dropout=0.0))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(300):
-        _, loss = model(src, tgt_in, targets)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if loss.item() < 0.01:
-            break
-    assert loss.item() < 0.05
+    assert overfit(model, src, tgt_in, targets, 300, stop_below=0.01) < 0.05
     outs = generate_many(model, [e.src for e in examples], max_new_tokens=targets.size(1) + 5)
     assert [tokenizer.decode(o) for o in outs] == [traces[p.id][0] for p in problems]
