@@ -125,16 +125,17 @@ def shuffled_trace(trace, seed):
     return "\n".join(steps + [last])
 
 
-# The filler ablation's count of '.' tokens: one fixed number, so that the student can learn
-# where the filler ends (matching each trace's own length left it unable to stop), close to the
-# mean reference trace (104 tokens at vocabulary 4000), so about as much extra decoding as cot.
-FILLER_TOKENS = 100
+# The filler ablation's count of '.' tokens, per trace format: one fixed number, so that the
+# student can learn where the filler ends (matching each trace's own length left it unable to
+# stop), close to the mean reference trace at vocabulary 4000 (104 tokens as steps, 44 as
+# equations), so about as much extra decoding as cot.
+FILLER_TOKENS = {"steps": 100, "equations": 40}
 
 
-def make_examples(problems, traces, mode, tok, seed):
+def make_examples(problems, traces, mode, tok, seed, filler_tokens=FILLER_TOKENS["steps"]):
     """
     (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
-    each target behind its task prefix. filler: FILLER_TOKENS '.' tokens, then '#### a'. shuffled: the trace
+    each target behind its task prefix. filler: filler_tokens '.' tokens, then '#### a'. shuffled: the trace
     with its steps in random order.
     """
     filler_id = tok.encode(".")[-1]
@@ -147,7 +148,7 @@ def make_examples(problems, traces, mode, tok, seed):
             elif mode == "shuffled":
                 out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(shuffled_trace(trace, f"{seed}-{p.id}-{k}")))))
             elif mode == "filler":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * FILLER_TOKENS + answer_ids)))
+                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * filler_tokens + answer_ids)))
             elif mode == "mixed":
                 out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("cot")) + tok.encode(trace))))
         if mode == "answer":
@@ -255,13 +256,13 @@ def main(argv=None):
     if cfg.trace_format == "equations":
         traces, ref = ({k: [data.equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
     examples = {}
-    for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed):
+    for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format]):
         examples.setdefault(task, []).append(ex)
     for task in examples:
         examples[task], dropped = data.drop_long(examples[task], cfg.max_src, cfg.max_tgt)
         log(f"{task} examples: {len(examples[task])} (left out as longer than {cfg.max_src}/{cfg.max_tgt} tokens: {dropped})")
     val_examples = {}
-    for task, ex in make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed):
+    for task, ex in make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format]):
         val_examples.setdefault(task, []).append(ex)
     all_batches = len(epoch_batches(examples, cfg, 0, 0, 1))
     steps_per_epoch = all_batches // world // cfg.grad_accum
@@ -294,6 +295,9 @@ def main(argv=None):
                 sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
                          f"not {now!r}; resume with the same settings or start a new --out")
         model.load_state_dict(loaded.state_dict())
+        if ckpt.get("upgraded_from"):
+            sys.exit(f"error: --resume: {out / 'last.pt'} was written by an older model.py (format "
+                     f"{ckpt['upgraded_from']}); it can be evaluated, not resumed: start a new --out")
         optimizer.load_state_dict(ckpt["optimizer"])
         step, epoch, position, total_steps = ckpt["step"], ckpt["epoch"], ckpt["position"], ckpt["total_steps"]
         best_em, tokens_seen, train_time = ckpt["best_em"], ckpt["tokens_seen"], ckpt["train_time"]

@@ -13,12 +13,14 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from model import (  # noqa: E402
     EncoderDecoder,
+    Linear,
     ModelConfig,
     RotaryEmbedding,
     SoftmaxCrossEntropy,
     apply_rotary,
     load_checkpoint,
     save_checkpoint,
+    upgrade_v1_state,
 )
 
 from conftest import overfit  # noqa: E402
@@ -77,6 +79,14 @@ def test_forward_shapes():
     logits, loss = model(src, tgt_in, targets)
     assert logits.shape == (13, 50)  # only the non-pad target rows
     assert loss.dim() == 0 and torch.isfinite(loss)
+
+
+def test_linear_is_nn_linear_transposed():
+    torch.manual_seed(0)
+    layer, x = Linear(5, 3), torch.randn(2, 4, 5)
+    nn.init.normal_(layer.weight)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight.t()))  # weight is (in, out)
+    assert layer.weight.shape == (5, 3)
 
 
 def test_loss_is_mean_ce_over_non_pad_targets():
@@ -296,7 +306,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
 
     raw = torch.load(path, weights_only=True)
-    assert raw["format"] == "cot-distill-student-v1"
+    assert raw["format"] == "cot-distill-student-v2"
     assert not any(k.startswith("_orig_mod") for k in raw["model"])
 
     loaded, ckpt = load_checkpoint(str(path))
@@ -306,6 +316,23 @@ def test_checkpoint_round_trip(tmp_path):
     torch.testing.assert_close(loaded(src, tgt_in)[0], model(src, tgt_in)[0])
     assert loaded.generate(src, 10) == model.generate(src, 10)
     assert loaded.lm_head.weight is loaded.tok_emb.weight  # tying survives loading
+
+
+def test_v1_checkpoint_is_converted_on_load(tmp_path):
+    """v1 files stored nn.Linear's (out, in) weights; loading one must give the same model."""
+    model = tiny_model(scale=2.0)
+    src, tgt_in = random_ids(2, 6), random_ids(2, 5)
+    path = tmp_path / "v1.pt"
+    save_checkpoint(str(path), model)
+    ckpt = torch.load(path, weights_only=True)
+    v1 = {k: v.t().contiguous() if v.dim() == 2 and k not in ("tok_emb.weight", "lm_head.weight") else v
+          for k, v in ckpt["model"].items()}
+    assert v1["enc_blocks.0.ff.up.weight"].shape == (64, 32)  # (out, in), as nn.Linear had it
+    torch.save(dict(ckpt, format="cot-distill-student-v1", model=v1), path)
+    loaded, ck = load_checkpoint(str(path))
+    torch.testing.assert_close(loaded(src, tgt_in)[0], model(src, tgt_in)[0])
+    assert ck["upgraded_from"] == "v1"  # train.py --resume refuses it: the optimizer state is v1's
+    assert upgrade_v1_state(v1).keys() == model.state_dict().keys()
 
 
 def test_checkpoint_unwraps_ddp_style_module(tmp_path):

@@ -66,8 +66,11 @@ def test_make_examples_modes(gsm8k_dir, tokenizer):
     assert tokenizer.decode(by_mode["answer"][0][1].tgt) == f"#### {problems[0].answer}"
     assert by_mode["cot"][0][1].tgt == trace_ids
     filler = by_mode["filler"][0][1].tgt
-    assert tokenizer.decode(filler[train.FILLER_TOKENS:]) == f"#### {problems[0].answer}"  # one fixed count, no reasoning
-    assert len(set(filler[:train.FILLER_TOKENS])) == 1 and tokenizer.decode(filler[:1]).strip() == "."
+    n = train.FILLER_TOKENS["steps"]
+    assert tokenizer.decode(filler[n:]) == f"#### {problems[0].answer}"  # one fixed count, no reasoning
+    assert len(set(filler[:n])) == 1 and tokenizer.decode(filler[:1]).strip() == "."
+    short = train.make_examples(problems, traces, "filler", tokenizer, 0, filler_tokens=7)[0][1].tgt
+    assert short == filler[:7] + filler[n:]
     shuffled = tokenizer.decode(by_mode["shuffled"][0][1].tgt).split("\n")
     original = traces[problems[0].id][0].split("\n")
     assert sorted(shuffled) == sorted(original) and shuffled[-1] == original[-1]
