@@ -8,8 +8,10 @@ evaluate each with and without the calculator, and write the comparison report.
 
 Interrupted, it resumes: finished runs and evaluations are kept, a half-trained run goes on
 from its last.pt. Each step is a plain call of train.py or evaluate.py, printed before it runs,
-so any number in the report can be reproduced by hand. With --jobs N, N students go through
-their steps side by side, each with its share of the CPU threads and its output in a log file.
+so any number in the report can be reproduced by hand. With --jobs N, N students train side
+by side, each with its share of the CPU threads and its output in a log file; the evaluations
+then run one at a time with every thread, so latency and memory are measured alike for all.
+A run folder trained with other settings than the study's is refused, not reused.
 """
 import argparse
 import json
@@ -20,9 +22,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
-from train import MODES
+from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
 from evaluate import eval_dir_name
 from data import write_atomic
 TRAIN_PRESET = {"cpu": "default", "gpu": "gpu", "smoke": "smoke"}
@@ -36,7 +39,7 @@ class StepLog:
     """The timings of every step, kept in study.json and rewritten after each step (an
     interruption loses none); safe to share between the --jobs threads.
 
-    Example: StepLog(Path("runs/study-cpu/study.json")).add("python train.py ...", 1345.2, 0)
+    Example: StepLog(Path("runs/study-cpu/study.json"), {"preset": "cpu"}).add("python train.py ...", 1345.2, 0)
     """
 
     def __init__(self, path, header):
@@ -89,26 +92,46 @@ def run(cmd, steps, log_file=None, threads=0):
         print(f"  done in {seconds / 60:.1f} min: {shlex.join(cmd[1:4])}", flush=True)
 
 
+def stale_setting(run_dir, train_argv):
+    """The first setting with which run_dir was trained that train.py train_argv would not use,
+    as (name, was, now), or None. A study must not mix students trained under other defaults.
+
+    Example: stale_setting(Path("runs/study-cpu/cot"), ["--mode", "cot", "--preset", "default"])
+    """
+    config = run_dir / "config.json"
+    if not config.exists():
+        return None
+    was = json.loads(config.read_text())
+    for key, now in asdict(resolve_config(train_argv)[0]).items():
+        if key not in MAY_DIFFER_ON_RESUME and key in was and was[key] != now:
+            return key, was[key], now
+    return None
+
+
 def student_steps(args, py, run_dir, mode, limit):
-    """The commands one student still needs, in order: train (or resume), then each evaluation
-    whose eval.json is missing. Returns (commands, the eval folders the report reads)."""
-    cmds = []
+    """What one student still needs: its train.py command (or None when trained already) and
+    the evaluations whose eval.json is missing; plus the eval folders the report reads."""
+    train_argv = ["--mode", mode, "--preset", TRAIN_PRESET[args.preset], "--out", str(run_dir)]
+    train_argv += (["--traces", args.traces] if args.traces else []) + shlex.split(args.train_args)
+    stale = stale_setting(run_dir, train_argv)
+    if stale:
+        key, was, now = stale
+        sys.exit(f"error: {run_dir} was trained with --{key.replace('_', '-')} {was!r}, not {now!r} as this study "
+                 f"asks; use another --out or delete {run_dir}")
+    train = None
     if not (run_dir / "metrics.json").exists():
-        cmd = [py, "train.py", "--mode", mode, "--preset", TRAIN_PRESET[args.preset], "--out", str(run_dir)]
-        cmd += ["--traces", args.traces] if args.traces else []
-        cmd += shlex.split(args.train_args)
-        cmds.append(cmd + (["--resume"] if (run_dir / "last.pt").exists() else []))
+        train = [py, "train.py"] + train_argv + (["--resume"] if (run_dir / "last.pt").exists() else [])
     else:
         print(f"{run_dir}: trained already")
-    evals = []
+    evals, folders = [], []
     for calc in (False, True):
         folder = run_dir / eval_dir_name("test", None, calc, limit)
-        evals.append(str(folder))
+        folders.append(str(folder))
         if not (folder / "eval.json").exists():
-            cmds.append([py, "evaluate.py", str(run_dir)] + ["--calculator"] * calc + shlex.split(args.eval_args))
+            evals.append([py, "evaluate.py", str(run_dir)] + ["--calculator"] * calc + shlex.split(args.eval_args))
     if args.eval_file and not (run_dir / eval_dir_name("test", args.eval_file, False, limit) / "eval.json").exists():
-        cmds.append([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + shlex.split(args.eval_args))
-    return cmds, evals
+        evals.append([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + shlex.split(args.eval_args))
+    return train, evals, folders
 
 
 def main():
@@ -116,8 +139,8 @@ def main():
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESET), default="cpu", help="study size: cpu (train.py preset default), gpu, smoke")
     parser.add_argument("--out", default="", help="study folder (default runs/study-<preset>)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated students to train")
-    parser.add_argument("--jobs", type=int, default=1, help="students run side by side, each with cores/jobs threads and its output "
-                        "in <out>/<mode>.log (2 on a 2-core CPU gives about 9%% more throughput than 1; on one GPU keep 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="students run side by side, each with cores/jobs CPU threads and its output in "
+                        "<out>/<mode>.log (on 2 CPU cores, 2 jobs do about 9%% more work than 1; small students can share a GPU too)")
     parser.add_argument("--traces", default="", help="teacher traces JSONL (default: GSM8K reference solutions)")
     parser.add_argument("--teacher", default="", help="the teacher's `teacher.py --eval` file, for its row of the report")
     parser.add_argument("--eval-file", default="", help="also score every student on this {question, answer} JSONL")
@@ -128,6 +151,8 @@ def main():
     for mode in modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
+    if len(set(modes)) < len(modes):
+        parser.error(f"--modes {args.modes}: each student once")
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
     out = Path(args.out or f"runs/study-{args.preset}")
@@ -139,19 +164,30 @@ def main():
     extra.add_argument("--limit", type=int, default=0)
     limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
     plans = {mode: student_steps(args, py, out / mode, mode, limit) for mode in modes}
-    jobs = min(args.jobs, len(modes))
+    to_train = [mode for mode in modes if plans[mode][0]]
+    jobs = max(1, min(args.jobs, len(to_train)))
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
+    failures, stop = [], threading.Event()
 
-    def student(mode):
-        for cmd in plans[mode][0]:
-            run(cmd, steps, log_file=out / f"{mode}.log" if jobs > 1 else None, threads=threads)
+    def train(mode):
+        if stop.is_set():  # a step failed: start nothing new
+            return
+        try:
+            run(plans[mode][0], steps, log_file=out / f"{mode}.log" if jobs > 1 else None, threads=threads)
+        except StepFailed as e:
+            failures.append(str(e))
+            stop.set()
 
     t0 = time.time()
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(train, to_train))
+    if failures:  # the students still running when one failed were let finish, and are kept
+        sys.exit("\n".join(f"error: {e}" for e in failures))
     try:
-        with ThreadPoolExecutor(jobs) as pool:
-            # list() re-raises the first failure, after the students already started have finished
-            list(pool.map(student, modes))
-        compare = [folder for mode in modes for folder in plans[mode][1]]
+        for mode in modes:
+            for cmd in plans[mode][1]:
+                run(cmd, steps)
+        compare = [folder for mode in modes for folder in plans[mode][2]]
         cmd = [py, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
         if "answer" in modes:
             cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
@@ -160,7 +196,7 @@ def main():
         sys.exit(f"error: {e}")
     steps.set(jobs=jobs, wall_seconds_this_call=round(time.time() - t0, 1))
     total = steps.summary["seconds"]
-    print(f"study done in {(time.time() - t0) / 60:.1f} min ({total / 60:.1f} min of steps in all, {jobs} at a time): "
+    print(f"study done in {(time.time() - t0) / 60:.1f} min ({total / 60:.1f} min of steps in all, trained {jobs} at a time): "
           f"{out / 'report' / 'report.md'}")
 
 

@@ -79,13 +79,18 @@ PRESETS = {
     "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
                   batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
                   test_limit=32, max_new_tokens=64, lr=3e-3),
-    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README),
-    # about 20 minutes of training for cot on 2 cores
+    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README);
+    # cot trains in about 21 minutes on one core of 2
     "default": dict(),
     # one GPU: wider and deeper, more epochs, the full sentences of the solutions
     "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, trace_format="steps",
                 batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
 }
+
+
+# Settings that do not change what is trained: a run may be resumed (or reused by study.py) with others.
+MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir",
+                        "test_limit", "eval_batch"}
 
 
 def resolve_config(argv=None):
@@ -133,7 +138,7 @@ def shuffled_trace(trace, seed):
 FILLER_TOKENS = {"steps": 100, "equations": 40}
 
 
-def make_examples(problems, traces, mode, tok, seed, filler_tokens=FILLER_TOKENS["steps"]):
+def make_examples(problems, traces, mode, tok, seed, filler_tokens):
     """
     (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
     each target behind its task prefix. filler: filler_tokens '.' tokens, then '#### a'. shuffled: the trace
@@ -289,16 +294,15 @@ def main(argv=None):
             loaded, ckpt = load_checkpoint(out / "last.pt", map_location=device)
         except ValueError as e:
             sys.exit(f"error: --resume: {e}")
-        may_differ = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir", "test_limit", "eval_batch"}
-        for key, was in ckpt["train_config"].items():
-            now = getattr(cfg, key, None)
-            if key not in may_differ and now != was:
-                sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
-                         f"not {now!r}; resume with the same settings or start a new --out")
-        model.load_state_dict(loaded.state_dict())
         if ckpt.get("upgraded_from"):
             sys.exit(f"error: --resume: {out / 'last.pt'} was written by an older model.py (format "
                      f"{ckpt['upgraded_from']}); it can be evaluated, not resumed: start a new --out")
+        for key, was in ckpt["train_config"].items():
+            now = getattr(cfg, key, None)
+            if key not in MAY_DIFFER_ON_RESUME and now != was:
+                sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
+                         f"not {now!r}; resume with the same settings or start a new --out")
+        model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(ckpt["optimizer"])
         step, epoch, position, total_steps = ckpt["step"], ckpt["epoch"], ckpt["position"], ckpt["total_steps"]
         best_em, tokens_seen, train_time = ckpt["best_em"], ckpt["tokens_seen"], ckpt["train_time"]

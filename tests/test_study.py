@@ -1,4 +1,5 @@
-"""study.py end to end on real GSM8K with the smoke preset: two students side by side, resume, a failing step."""
+"""study.py end to end on real GSM8K with the smoke preset: two students side by side, resume,
+a run trained with other settings, a student that fails while another trains."""
 import json
 import os
 import subprocess
@@ -25,39 +26,52 @@ def tok_dir(gsm8k_dir, tmp_path_factory):
     return path
 
 
+def study_args(out, tok_dir, epochs=1):
+    return ["--out", str(out), "--modes", "answer,cot", "--jobs", "2",
+            "--train-args", f"--tokenizer-dir {tok_dir} --epochs {epochs} --test-limit 8", "--eval-args", "--limit 8 --latency-samples 0"]
+
+
 def test_study_two_jobs_then_resume(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "study"
-    args = ["--out", str(out), "--modes", "answer,cot", "--jobs", "2",
-            "--train-args", f"--tokenizer-dir {tok_dir} --epochs 1 --test-limit 8", "--eval-args", "--limit 8 --latency-samples 0"]
-    r = run_study(args, gsm8k_dir)
+    r = run_study(study_args(out, tok_dir), gsm8k_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    summary = json.loads((out / "study.json").read_text())
-    cmds = [s["cmd"] for s in summary["steps"]]
-    # per student: train, evaluate, evaluate --calculator; then one compare
-    assert len(cmds) == 7 and sum("train.py" in c for c in cmds) == 2 and "--compare" in cmds[-1]
-    assert summary["jobs"] == 2 and all(s["threads"] == max(1, os.cpu_count() // 2) for s in summary["steps"][:-1])
+    steps = json.loads((out / "study.json").read_text())["steps"]
+    cmds = [s["cmd"] for s in steps]
+    # the two students train side by side, then the four evaluations one at a time, then one compare
+    assert len(cmds) == 7 and all("train.py" in c for c in cmds[:2]) and "--compare" in cmds[-1]
+    assert {s["threads"] for s in steps[:2]} == {max(1, os.cpu_count() // 2)} and not any("threads" in s for s in steps[2:])
+    assert sum("evaluate.py" in c and "--compare" not in c for c in cmds[2:6]) == 4
     for mode in ("answer", "cot"):
-        log = (out / f"{mode}.log").read_text()  # side by side, each student's output goes to its own file
-        assert "test exact match" in log and "exact match" in log.split("test exact match")[-1]
+        assert "test exact match" in (out / f"{mode}.log").read_text()  # each student's training output in its own file
         assert (out / mode / "eval-test-limit8" / "eval.json").exists() and (out / mode / "eval-test-calc-limit8" / "eval.json").exists()
+    assert r.stdout.count("exact match") >= 4  # evaluations print to the terminal
     report = (out / "report" / "report.md").read_text()
     assert "answer" in report and "cot" in report
     # Rerun: everything is there, so only the report is written again.
-    r = run_study(args, gsm8k_dir)
+    r = run_study(study_args(out, tok_dir), gsm8k_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("trained already") == 2
     assert len(json.loads((out / "study.json").read_text())["steps"]) == 8
+    # Other settings: the old runs are refused, not mixed into a new study.
+    r = run_study(study_args(out, tok_dir, epochs=2), gsm8k_dir)
+    assert r.returncode == 1 and "was trained with --epochs 1.0, not 2.0" in r.stderr and "another --out" in r.stderr
 
 
-def test_study_failed_step_names_command_and_log(gsm8k_dir, tmp_path):
-    r = run_study(["--out", str(tmp_path / "s"), "--modes", "answer,cot", "--jobs", "2", "--train-args=--no-such-flag"], gsm8k_dir)
-    assert r.returncode != 0
-    err = r.stderr.strip().splitlines()[-1]
-    assert err.startswith("error: step failed") and "--no-such-flag" in err and ".log" in err and "rerun study.py" in err
-    assert not (tmp_path / "s" / "report").exists()
+def test_study_student_failing_while_another_trains(gsm8k_dir, tok_dir, tmp_path):
+    out = tmp_path / "s"
+    (out / "cot").mkdir(parents=True)
+    (out / "cot" / "last.pt").write_bytes(b"not a checkpoint")  # cot's resume fails at once
+    r = run_study(study_args(out, tok_dir), gsm8k_dir)
+    assert r.returncode == 1
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: step failed") and "--mode cot" in err[0] and "cot.log" in err[0]
+    assert "cannot read checkpoint" in (out / "cot.log").read_text()
+    assert (out / "answer" / "metrics.json").exists()  # the student already training finished and is kept
+    assert not list(out.glob("*/eval-*")) and not (out / "report").exists()  # nothing evaluated after a failure
 
 
-def test_study_rejects_unknown_mode(tmp_path):
-    r = subprocess.run([sys.executable, "study.py", "--modes", "answer,bogus", "--out", str(tmp_path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "unknown mode 'bogus'" in r.stderr
+def test_study_rejects_bad_modes(tmp_path):
+    for modes, message in (("answer,bogus", "unknown mode 'bogus'"), ("cot,cot", "each student once")):
+        r = subprocess.run([sys.executable, "study.py", "--modes", modes, "--out", str(tmp_path)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr

@@ -61,12 +61,12 @@ def test_every_mode_end_to_end(mode, gsm8k_dir, tok_dir, tmp_path):
 def test_make_examples_modes(gsm8k_dir, tokenizer):
     problems = data.load_gsm8k("train", gsm8k_dir)[:3]
     traces = {p.id: [data.reference_to_trace(p.solution)] for p in problems}
-    by_mode = {m: train.make_examples(problems, traces, m, tokenizer, 0) for m in train.MODES}
+    n = train.FILLER_TOKENS["steps"]
+    by_mode = {m: train.make_examples(problems, traces, m, tokenizer, 0, n) for m in train.MODES}
     trace_ids = tokenizer.encode(traces[problems[0].id][0])
     assert tokenizer.decode(by_mode["answer"][0][1].tgt) == f"#### {problems[0].answer}"
     assert by_mode["cot"][0][1].tgt == trace_ids
     filler = by_mode["filler"][0][1].tgt
-    n = train.FILLER_TOKENS["steps"]
     assert tokenizer.decode(filler[n:]) == f"#### {problems[0].answer}"  # one fixed count, no reasoning
     assert len(set(filler[:n])) == 1 and tokenizer.decode(filler[:1]).strip() == "."
     short = train.make_examples(problems, traces, "filler", tokenizer, 0, filler_tokens=7)[0][1].tgt
@@ -148,7 +148,7 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     torch.manual_seed(0)
     problems = data.load_gsm8k("train", gsm8k_dir)[:4]
     traces = {p.id: [data.reference_to_trace(p.solution)] for p in problems}
-    examples = [e for _, e in train.make_examples(problems, traces, "cot", tokenizer, 0)]
+    examples = [e for _, e in train.make_examples(problems, traces, "cot", tokenizer, 0, 40)]
     src, tgt_in, targets = data.collate(examples)
     model = EncoderDecoder(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=96, n_heads=4, n_enc_layers=1,
                                        n_dec_layers=2, d_ff=192, dropout=0.0))
