@@ -481,7 +481,8 @@ TRACE_FORMATS = ("steps", "equations")  # what a reasoning target holds (train.p
 def equations_only(trace):
     """
     A trace cut down to its equations, one per line, and its answer line: the arithmetic
-    without the words around it (the trace-format ablation).
+    without the words around it (train.py's default --trace-format, for teacher traces as for
+    the reference solutions).
     Example: equations_only("She has 3 + 4 = 7 pens.\\nSo 7 * 2 = 14 in all.\\n#### 14") == "3 + 4 = 7\\n7 * 2 = 14\\n#### 14"
     """
     last = trace.strip().split("\n")[-1]
