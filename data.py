@@ -275,7 +275,8 @@ class ArithmeticError_(ValueError):
 
 def safe_eval(expr):
     """
-    Evaluate + - * / with parentheses, decimals, unary minus and postfix % exactly.
+    Evaluate + - * / with parentheses, decimals, unary minus, postfix % and implicit products
+    next to parentheses exactly.
     Example: safe_eval("16 - 3 - 4") == Fraction(9)
     """
     expr = expr.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
@@ -299,6 +300,9 @@ def safe_eval(expr):
         pos += 1
         return tokens[pos - 1]
 
+    def implicit_product():  # "2(3 + 4)", "(1/2)(20)", "(1/4)24": written by teachers, read as products
+        return peek() == "(" or (pos > 0 and tokens[pos - 1] == ")" and isinstance(peek(), Fraction))
+
     def check(x):
         if abs(x) > MAX_MAGNITUDE:
             raise ArithmeticError_("number too large")
@@ -314,8 +318,8 @@ def safe_eval(expr):
 
     def term(depth):
         x = unary(depth)
-        while peek() in ("*", "/"):
-            if take() == "*":
+        while peek() in ("*", "/") or implicit_product():
+            if implicit_product() or take() == "*":
                 x = check(x * unary(depth))
             else:
                 d = unary(depth)
@@ -378,6 +382,35 @@ def format_expression(expr):
     return "".join(out).strip()
 
 
+def numbers_of(text):
+    """The numbers written in text, normalized, signs left out. Example: numbers_of("$1,200 * 3") == ["1200", "3"]"""
+    return [normalize_number(n) for n in NUMBER.findall(text)]
+
+
+def written_lhs_with_units(before, expr):
+    """
+    The writer's own equation before an annotation when units stand between its numbers
+    ("30 dogs * 1/5 = <<30*1/5=6>>"): the match from the annotation's first number to the '=',
+    if it holds the annotation's numbers in order within one sentence, else None. Without
+    it the trace would read "30 dogs * 30 * 1 / 5 = 6".
+    Example: written_lhs_with_units("milk: 16 gallons * 1/4 = ", "16*1/4").group() == "16 gallons * 1/4 = "
+    """
+    numbers = numbers_of(expr)
+    if not numbers or not before.rstrip(" $").endswith("="):
+        return None
+    for m in reversed(list(re.finditer(r"(?<![\d.,])" + re.escape(NUMBER.findall(expr)[0]) + r"(?![\d])", before))):
+        seg = before[m.start():]
+        if re.search(r"[:;!?]|\.\s", seg):
+            return None
+        if numbers_of(seg) == numbers:
+            start = m.start()
+            # "($600 * 2)/day", "-14 + (-8)": the bracket and the sign are the writer's too
+            while start > 0 and (before[start - 1] in "($" or before[start - 1] == "-" == expr.lstrip()[0]):
+                start -= 1
+            return re.compile(r".*", re.S).match(before, start)
+    return None
+
+
 def reference_to_trace(solution):
     """
     A GSM8K reference solution in the trace format: each <<a*b=c>> annotation becomes the
@@ -393,6 +426,8 @@ def reference_to_trace(solution):
             before, after = rest[:m.start()], rest[m.end():]
             expr, result = m.group(1).replace("//", "/"), m.group(2).strip()
             lhs = WRITTEN_LHS.search(before)
+            if not lhs or numbers_of(lhs.group()) != numbers_of(expr):
+                lhs = written_lhs_with_units(before, expr) or lhs
             if lhs and re.search(r"[+\-*/x×]", lhs.group().rstrip("= $")):
                 before = before[:lhs.start()]
             elif before:
@@ -411,9 +446,11 @@ def reference_to_trace(solution):
     return "\n".join(lines + [f"#### {normalize_number(final) or final.strip()}"])
 
 
-# the arithmetic just left of an '=' and the number just right of it
-EQ_LHS = re.compile(r"[\d.(\-$][\d\s.,$+\-*/()%]*$")
+# the number just right of an '='
 EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]\d|\d|\.\d|\s*[-+*/(]\s*[\d.($])")
+ARITHMETIC_CHARS = frozenset("0123456789 \t.,$+-*/()%")  # what an expression left of '=' is made of
+EXPRESSION_START = frozenset("0123456789.(-")            # what its first character may be
+UNREADABLE = "?"  # Step.value of an expression that cannot be read whole
 
 
 @dataclass
@@ -421,8 +458,8 @@ class Step:
     line: int        # 0-based line of the trace
     expression: str  # the arithmetic left of '='
     claimed: str     # the number written right of '='
-    value: str       # what the expression really is (normalized)
-    ok: bool         # the equation holds (exactly, or to the decimals the writer kept)
+    value: str       # what the expression really is (normalized), UNREADABLE if it cannot be read whole
+    ok: bool         # the equation holds (exactly, or to the decimals the writer kept); never if unreadable
 
 
 def holds(value, claimed):
@@ -441,26 +478,53 @@ def holds(value, claimed):
 
 def arithmetic_before(text):
     """
-    The arithmetic that text ends with (text being what stands left of an '='), and its
-    value, or None. The run of arithmetic characters may start inside a sentence ("in 2
-    years, 3 + 4"), so leading words are dropped until it parses; it needs an operator.
+    The arithmetic that text ends with (text being what stands left of an '='), and its value;
+    the value is None when the arithmetic cannot be read whole, and the result is None when
+    there is no arithmetic (no operator). Linear in the length of text.
+    The run of arithmetic characters may start inside a sentence ("On day 2, 3 + 4"): it is cut
+    where two numbers stand side by side with no operator between them. It is never cut into
+    an operator: reading a suffix of "12 + 12 + ... + 12" would check a different sum. What
+    is glued to a word or symbol ("1e3 * 2", "2^3 + 1", "x + 3") cannot be read whole either.
     Example: arithmetic_before("On day 2, 3 + 4 ") == ("3 + 4", Fraction(7))
     """
-    lhs = EQ_LHS.search(text)
-    expr = lhs.group().strip().lstrip(")$ ") if lhs else ""
-    while expr:
-        if not re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr):
-            return None
-        try:
-            return expr, safe_eval(expr)
-        except ArithmeticError_:
-            expr = expr.partition(" ")[2]
-    return None
+    # scan back over arithmetic characters; the scan stops at the previous '=', so all the
+    # scans of one line together read each character once
+    i = len(text)
+    while i > 0 and text[i - 1] in ARITHMETIC_CHARS:
+        i -= 1
+    run = text[i:]
+    start = next((k for k, ch in enumerate(run) if ch in EXPRESSION_START and run[k:k + 2] not in (". ", ".")), len(run))
+    lead, words = run[:start], run[start:].split()
+    if not words:
+        return None
+    # two operands side by side ("2, 3 + 4") end the prose before the expression
+    cut = max((k for k in range(1, len(words)) if words[k - 1][-1] in "0123456789),%."
+               and (words[k][0] in "0123456789.($" or re.match(r"-\d", words[k]))), default=0)
+    expr = " ".join(words[cut:])
+    # parentheses of the prose around the expression: "(3 + 4 = 7)", "(so 3 + 4) = 7"
+    while expr.startswith("(") and expr.count("(") > expr.count(")"):
+        expr = expr[1:].lstrip()
+    while expr.endswith(")") and expr.count(")") > expr.count("("):
+        expr = expr[:-1].rstrip()
+    # "x + 3", "1e3 * 2", "5x3 + 2", "2^3 + 1": the expression goes on into something we cannot
+    # read. A word glued on ("spends25 * 4", a GSM8K typo) is only a missing space.
+    word_before = re.search(r"\w*$", text[:i]).group()
+    glued = cut == 0 and (re.search(r"[+*/]", lead) or (not lead and (text[i - 1:i] in ("^", "!") or
+                                                         len(word_before) == 1 or re.search(r"\d", word_before))))
+    if not (glued or re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr)):
+        return None
+    if glued:  # shown whole, so that it stays unreadable wherever it is copied
+        return (re.search(r"\S*$", text[:i]).group() + run).strip(), None
+    try:
+        return expr, safe_eval(expr)
+    except ArithmeticError_:
+        return expr, None
 
 
 def find_equations(trace):
     """
-    Every 'arithmetic = number' in a trace, evaluated. An expression needs an operator.
+    Every 'arithmetic = number' in a trace, evaluated. An expression needs an operator; one that
+    cannot be read whole is a step that does not hold (value UNREADABLE), never a true one.
     Example: [s.ok for s in find_equations("3 * 4 = 12 apples\\n12 - 2 = 11")] == [True, False]
     """
     steps = []
@@ -471,7 +535,10 @@ def find_equations(trace):
             lhs, rhs = arithmetic_before(line[:m.start()]), EQ_RHS.match(line, m.end())
             if lhs and rhs:
                 expr, value = lhs
-                steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
+                if value is None:
+                    steps.append(Step(i, expr, rhs.group(1), UNREADABLE, False))
+                else:
+                    steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
     return steps
 
 
@@ -492,13 +559,15 @@ def equations_only(trace):
 
 def check_trace(trace):
     """
-    Step-by-step check of a trace: the equations and whether each holds, the final answer,
-    and whether the trace is well formed (ends with '#### <number>').
+    Step-by-step check of a trace: the equations and whether each holds (n_wrong counts the
+    unreadable among them), the final answer, and whether the trace is well formed (ends with
+    '#### <number>').
     Example: check_trace("2 + 2 = 5\\n#### 5")["all_hold"] is False
     """
     steps = find_equations(trace)
     last = trace.strip().split("\n")[-1] if trace.strip() else ""
     return {"steps": steps, "n_steps": len(steps), "n_wrong": sum(not s.ok for s in steps),
+            "n_unreadable": sum(s.value == UNREADABLE for s in steps),
             "all_hold": all(s.ok for s in steps), "answer": extract_answer(trace),
             "well_formed": last.startswith("####") and extract_answer(last) is not None}
 
@@ -603,7 +672,7 @@ class Calculator:
         text = self.tok.decode(tokens)
         line = text.rsplit("\n", 1)[-1]
         lhs = arithmetic_before(line[:-1]) if line.endswith("=") else None  # the checker's own rule
-        if lhs is None:
+        if lhs is None or lhs[1] is None:  # nothing to compute, or nothing it can read whole
             return []
         value = lhs[1]
         # tokenize the line with its result, so the pieces are the ones training text had

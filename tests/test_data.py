@@ -165,21 +165,28 @@ def test_check_trace_steps():
 
 def test_reference_conversion_keeps_every_computation(gsm8k_dir):
     """Every calculator annotation with an operator reappears as a checked equation with its value."""
-    converted = wrong = 0
+    converted = wrong = glued = algebra = 0
     for p in data.load_gsm8k("train", gsm8k_dir) + data.load_gsm8k("val", gsm8k_dir):
         trace = data.reference_to_trace(p.solution)
         assert "<<" not in trace and trace.endswith(f"#### {p.answer}")
         steps = data.check_trace(trace)["steps"]
         found = collections.Counter((s.expression.replace(" ", ""), data.normalize_number(s.claimed)) for s in steps)
         found += collections.Counter((s.expression.replace(" ", ""), data.normalize_number(str(Fraction(data.normalize_number(s.claimed)) * 100))) for s in steps if s.claimed.endswith("%"))
+        unreadable = any(s.value == data.UNREADABLE for s in steps)
         for expr, result in data.ANNOTATION.findall(p.solution):
             expr = data.format_expression(expr.replace("//", "/")).replace(" ", "")
             if any(op in expr.lstrip("-") for op in "+-*/"):
-                assert found[(expr, data.normalize_number(result))] > 0, (p.id, expr, result, trace)
+                if found[(expr, data.normalize_number(result))] == 0:
+                    # only where the writer glued the arithmetic to a variable ("S + 30 + 46 = 76")
+                    assert unreadable, (p.id, expr, result, trace)
+                    glued += 1
                 converted += 1
-        wrong += sum(not s.ok for s in steps)
+        wrong += sum(not s.ok and s.value != data.UNREADABLE for s in steps)
+        algebra += sum(s.value == data.UNREADABLE for s in steps)
     assert converted > 23000
-    assert wrong < 200  # GSM8K's own slips are rare (139 at the time of writing)
+    assert glued < 60  # 40 at the time of writing
+    assert wrong < 200  # GSM8K's own slips are rare (80 at the time of writing)
+    assert algebra < 400  # "2x + 4 = 120": never true, in 65 solutions (264 at the time of writing)
 
 
 def test_reference_to_trace_example():
@@ -281,3 +288,67 @@ def test_read_traces(tmp_path):
         data.read_traces(f)
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         data.read_traces(tmp_path / "nope.jsonl")
+
+
+# -----------------------------------------------------------------------------
+# The checker under hostile input: linear per line, and nothing unreadable is ever true
+
+
+def test_checker_is_linear_on_long_lines():
+    """Lines of 8 KB (the old checker took minutes: its left-hand-side regex was cubic) are checked at once."""
+    import signal
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("check_trace took over 5 s on an 8 KB line"))
+    signal.alarm(5)
+    try:
+        assert data.check_trace("1 " * 2000 + "= 1 " * 1000)["n_steps"] == 0
+        assert data.check_trace("1 + " * 2000 + "1 = 2001")["n_unreadable"] == 1  # too long to read
+        c = data.check_trace("3 * 4 = 12 " * 800)
+        assert c["n_steps"] == 800 and c["all_hold"]
+    finally:
+        signal.alarm(0)
+
+
+@pytest.mark.parametrize("line", [
+    " + ".join(["12"] * 50) + " = 480",  # 247 characters: the old checker read a suffix (true value 600)
+    " + ".join(["12"] * 50) + " = 600",  # the right value, but not readable whole: never 'true'
+    "2^3 + 1 = 4",                         # the old checker read '3 + 1'
+    "1e3 * 2 = 6",                         # ... '3 * 2'
+    "1e3 * 2 = 2000",                      # true in Python, not in our arithmetic
+    "x + 3 = 5",                           # a variable
+    "X * 11/4 = 330",                      # algebra in a GSM8K solution
+])
+def test_unreadable_expressions_never_hold(line):
+    c = data.check_trace(line + "\n#### 5")
+    assert c["n_steps"] == 1 and c["n_unreadable"] == 1 and not c["all_hold"]
+    assert teacher_judge(line + "\n#### 5") == "false_equation"
+
+
+def teacher_judge(trace):
+    import teacher
+    return teacher.judge(trace, "stop", "5")[1]
+
+
+@pytest.mark.parametrize("line, expression, value", [
+    ("On day 2, 3 + 4 = 7", "3 + 4", "7"),                    # prose numbers before the expression
+    ("we divide by 3. $1200 / 3 = 400", "$1200 / 3", "400"),
+    ("(3 + 4 = 7)", "3 + 4", "7"),                            # the prose's own brackets
+    ("Madeline spends25 * 4 = 100", "25 * 4", "100"),         # a GSM8K typo: a missing space, not a glued symbol
+    ("2(50 + 100 + 120) = 540", "2(50 + 100 + 120)", "540"),  # implicit products, as teachers write them
+    ("(1/4)24 = 6", "(1/4)24", "6"),
+])
+def test_readable_expressions(line, expression, value):
+    (s,) = data.find_equations(line)
+    assert (s.expression, s.value, s.ok) == (expression, value, True)
+
+
+def test_reference_units_between_numbers():
+    """GSM8K writers put units inside their own equation; the annotation replaces it whole."""
+    sol = "Then find the ears: 30 dogs * 1/5 = <<30*1/5=6>>6 dogs\nSo ($600 * 2)/day * 2 days = $<<(600*2)*2=2400>>2400\n#### 6"
+    assert data.reference_to_trace(sol) == "Then find the ears: 30 * 1 / 5 = 6 dogs\nSo (600 * 2) * 2 = 2400\n#### 6"
+
+
+def test_calculator_does_not_compute_what_it_cannot_read(tokenizer):
+    calc = data.Calculator(tokenizer)
+    for text in ("1e308 * 10 =", "2^3 + 1 =", "x + 3 ="):
+        assert calc(tokenizer.encode(text)) == []
+    assert calc.fired == 0
