@@ -16,7 +16,7 @@ import os
 import random
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
@@ -279,6 +279,14 @@ def safe_eval(expr):
     next to parentheses exactly.
     Example: safe_eval("16 - 3 - 4") == Fraction(9)
     """
+    return evaluate_tokens(arithmetic_tokens(expr))
+
+
+def arithmetic_tokens(expr):
+    """
+    The tokens of an arithmetic expression: Fractions and the characters + - * / ( ) %.
+    Example: arithmetic_tokens("$1,200 * 3") == [Fraction(1200), "*", Fraction(3)]
+    """
     expr = expr.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
     if len(expr) > MAX_EXPR_CHARS:
         raise ArithmeticError_(f"expression longer than {MAX_EXPR_CHARS} characters")
@@ -290,6 +298,11 @@ def safe_eval(expr):
             if op not in "+-*/()%":
                 raise ArithmeticError_(f"unexpected {op!r}")
             tokens.append(op)
+    return tokens
+
+
+def evaluate_tokens(tokens):
+    """The exact value of arithmetic_tokens' output (a recursive-descent parser); see safe_eval."""
     pos = 0
 
     def peek():
@@ -447,6 +460,7 @@ def reference_to_trace(solution):
 
 
 # the number just right of an '='
+RESULT_AFTER_EQUALS = re.compile(r"=\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)")  # '=' and the number a calculator writes after it
 EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]\d|\d|\.\d|\s*[-+*/(]\s*[\d.($])")
 ARITHMETIC_CHARS = frozenset("0123456789 \t.,$+-*/()%")  # what an expression left of '=' is made of
 EXPRESSION_START = frozenset("0123456789.(-")            # what its first character may be
@@ -723,6 +737,7 @@ class Example:
     id: str    # the problem id it came from
     src: list  # source token ids (no bos/eos)
     tgt: list  # target token ids (no bos/eos; the batch adds them)
+    no_loss: list = field(default_factory=list)  # positions of tgt the loss skips (results a calculator writes)
 
 
 def drop_long(examples, max_src, max_tgt):
@@ -775,6 +790,7 @@ def collate(examples, pad_id=0, bos_id=2, eos_id=3):
         src[b, :len(e.src)] = torch.tensor(e.src)
         tgt_in[b, :len(e.tgt) + 1] = torch.tensor([bos_id] + e.tgt)
         targets[b, :len(e.tgt) + 1] = torch.tensor(e.tgt + [eos_id])
+        targets[b, e.no_loss] = pad_id  # the loss ignores pad_id
     return src, tgt_in, targets
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 import data
+from traces import variants as verified_variants
 from model import EncoderDecoder, ModelConfig, generate_many, load_checkpoint, save_checkpoint
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
@@ -41,6 +42,9 @@ class TrainConfig:
     vocab_size: int = data.DEFAULT_VOCAB  # tokenizer pieces
     tokenizer_dir: str = ""        # where tokenizers are cached; empty -> data/tokenizer
     limit: int = 0                 # train on the first N problems only (0 = all)
+    variants: int = 1              # verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)
+    seen_stories: str = "results/seen-stories/seen-stories.jsonl"  # evaluation set of train stories with new numbers: its questions are never trained on
+    mask_results: bool = False     # calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained
     # model
     d_model: int = 256             # width
     n_heads: int = 4               # attention heads
@@ -138,25 +142,78 @@ def shuffled_trace(trace, seed):
 FILLER_TOKENS = {"steps": 100, "equations": 40}
 
 
-def make_examples(problems, traces, mode, tok, seed, filler_tokens):
+def with_variants(problems, traces, k, seed, never):
+    """
+    The problems and their traces with up to k - 1 verified variants of each beside it (new
+    numbers, the trace recomputed exactly: traces.variants), drawn reproducibly from seed; a
+    variant whose question is in never (the seen-stories evaluation set) is left out.
+    Example: problems, traces = with_variants(train, traces, 16, 1337, set())
+    """
+    if k <= 1:
+        return problems, traces
+    out_problems, out_traces = [], {}
+    for p in problems:
+        out_problems.append(p)
+        out_traces[p.id] = traces.get(p.id, [])
+        if not out_traces[p.id]:
+            continue
+        rng = random.Random(f"{seed}-{p.id}")  # one stream per problem: the same variants whatever else is trained
+        for i, (question, trace) in enumerate(verified_variants(p.question, out_traces[p.id][0], k, rng)[1:], 1):
+            if question not in never:
+                out_problems.append(data.Problem(f"{p.id}~{i}", question, trace, data.extract_answer(trace)))
+                out_traces[f"{p.id}~{i}"] = [trace]
+    return out_problems, out_traces
+
+
+def calculator_positions(tok, text, ids):
+    """
+    Positions in ids (tok.encode(text)) of every result the calculator would write at decoding:
+    the number right after an '=' that follows readable arithmetic. A calculator-aware loss skips
+    them, as tool outputs are masked in tool-use fine-tuning: the student spends its capacity on
+    choosing operands and operations, and the calculator does the arithmetic.
+    Example: calculator_positions(tok, "3 * 4 = 12\n#### 12", tok.encode("3 * 4 = 12\n#### 12"))  # the ids of ' 12'
+    """
+    out = []
+    offset = 0
+    for line in text.split("\n"):
+        for m in data.RESULT_AFTER_EQUALS.finditer(line):
+            lhs = data.arithmetic_before(line[:m.start()])
+            if lhs is None or lhs[1] is None:
+                continue
+            before = tok.encode(text[:offset + m.start() + 1])
+            through = tok.encode(text[:offset + m.end()])
+            if ids[:len(through)] == through and through[:len(before)] == before:  # the pieces split at '='
+                out += range(len(before), len(through))
+        offset += len(line) + 1
+    return out
+
+
+def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results=False):
     """
     (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
     each target behind its task prefix. filler: filler_tokens '.' tokens, then '#### a'. shuffled: the trace
-    with its steps in random order.
+    with its steps in random order. mask_results: the loss skips what the calculator would write.
     """
     filler_id = tok.encode(".")[-1]
     out = []
+
+    def reasoning(p, trace, prefix=""):
+        ids = tok.encode(trace)
+        skip = calculator_positions(tok, trace, ids) if mask_results else []
+        head = tok.encode(prefix) if prefix else []
+        return data.Example(p.id, tok.encode(p.question), head + ids, [len(head) + i for i in skip])
+
     for p in problems:
         answer_ids = tok.encode(f"#### {p.answer}")
         for k, trace in enumerate(traces.get(p.id, [])):
             if mode == "cot":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(trace))))
+                out.append(("cot", reasoning(p, trace)))
             elif mode == "shuffled":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(shuffled_trace(trace, f"{seed}-{p.id}-{k}")))))
+                out.append(("cot", reasoning(p, shuffled_trace(trace, f"{seed}-{p.id}-{k}"))))
             elif mode == "filler":
                 out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * filler_tokens + answer_ids)))
             elif mode == "mixed":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("cot")) + tok.encode(trace))))
+                out.append(("cot", reasoning(p, trace, data.task_prefix("cot"))))
         if mode == "answer":
             out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
         elif mode == "mixed" and p.id in traces:
@@ -261,8 +318,13 @@ def main(argv=None):
     ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
     if cfg.trace_format == "equations":
         traces, ref = ({k: [data.equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
+    n_problems = len(train)
+    if cfg.variants > 1:
+        t0 = time.time()
+        train, traces = with_variants(train, traces, cfg.variants, cfg.seed, seen_story_questions(cfg.seen_stories))
+        log(f"variants: {len(train)} problems from {n_problems} (up to {cfg.variants} each, original included) in {time.time() - t0:.0f} s")
     examples = {}
-    for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format]):
+    for task, ex in make_examples(train, traces, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format], cfg.mask_results):
         examples.setdefault(task, []).append(ex)
     for task in examples:
         examples[task], dropped = data.drop_long(examples[task], cfg.max_src, cfg.max_tgt)
@@ -322,6 +384,7 @@ def main(argv=None):
     if master:
         out.mkdir(parents=True, exist_ok=True)
         meta = {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
+                "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()},
                 "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
         write_json(out / "config.json", meta)
     log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {total_steps} steps "
@@ -341,7 +404,8 @@ def main(argv=None):
                 for b in data.token_batches(ex, cfg.batch_tokens, shuffle=False):
                     src, tgt_in, targets = (t.to(device) for t in data.collate([ex[i] for i in b]))
                     losses.append(raw_model(src, tgt_in, targets)[1].item())
-        correct, texts = score(raw_model, tok, val[: cfg.eval_problems], cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg)
+        calc = data.Calculator(tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
+        correct, texts = score(raw_model, tok, val[: cfg.eval_problems], cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg, calc)
         raw_model.train()
         return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
 
@@ -426,13 +490,13 @@ def main(argv=None):
     if stop and step < total_steps:
         log(f"stopped after step {step} as asked; continue with --resume")
     elif master:
-        finish(cfg, out, tok, device, source, tokens_seen, train_time, step)
+        finish(cfg, out, tok, device, source, tokens_seen, train_time, step, {task: len(ex) for task, ex in examples.items()})
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
 
 
-def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
+def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps, n_examples):
     """Evaluate the best checkpoint once on test and write metrics.json."""
     model, ckpt = load_checkpoint(out / "best.pt", map_location=device)
     model.eval()
@@ -440,9 +504,10 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
     metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "steps": steps, "best_step": ckpt["step"],
-               "val_em": ckpt.get("val_em"), "device": str(device)}
+               "val_em": ckpt.get("val_em"), "device": str(device), "variants": cfg.variants, "train_examples": n_examples,
+               "mask_results": cfg.mask_results, "calculator": cfg.mask_results}
     for task in data.ways_to_ask(cfg.mode):
-        correct, _ = score(model, tok, test, cfg.mode, task, cfg)
+        correct, _ = score(model, tok, test, cfg.mode, task, cfg, data.Calculator(tok) if cfg.mask_results else None)
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
         metrics[key] = k / len(test)
@@ -451,6 +516,12 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
               f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
     write_json(out / "metrics.json", metrics)
     print(f"wrote {out / 'metrics.json'}")
+
+
+def seen_story_questions(path):
+    """The questions of the seen-stories evaluation set (relative paths are the repository's), or none if it is absent."""
+    path = Path(path) if Path(path).is_absolute() or Path(path).exists() else data.ROOT / path
+    return {r["question"] for r in data.read_jsonl(path)} if path and path.is_file() else set()
 
 
 def write_json(path, obj):

@@ -155,3 +155,49 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     assert overfit(model, src, tgt_in, targets, 300, stop_below=0.01) < 0.05
     outs = generate_many(model, [e.src for e in examples], max_new_tokens=targets.size(1) + 5)
     assert [tokenizer.decode(o) for o in outs] == [traces[p.id][0] for p in problems]
+
+
+def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
+    """--variants K: the train problems with their verified variants, recorded in config and metrics; a resume refuses another K."""
+    args = ["--mode", "cot", "--variants", "4", "--limit", "16", "--epochs", "2", "--eval-interval", "100", "--test-limit", "2",
+            "--mask-results", "--out", str(tmp_path / "v")]
+    r = run_train(args + ["--stop-after-steps", "3"], gsm8k_dir, tok_dir)
+    assert "variants: " in r.stdout and "from 16 (up to 4 each" in r.stdout
+    config = json.loads((tmp_path / "v" / "config.json").read_text())
+    assert config["variants"] == 4 and config["train_problems"] == 16 and 16 < config["train_examples"]["cot"] <= 64
+    r = run_train(args + ["--resume", "--variants", "2"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "was trained with --variants 4, not 2" in r.stderr
+    run_train(args + ["--resume"], gsm8k_dir, tok_dir)
+    metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
+    assert metrics["variants"] == 4 and metrics["train_examples"] == config["train_examples"] and metrics["calculator"]
+
+
+def test_with_variants_only_adds_checked_variants_of_the_given_problems(gsm8k_dir):
+    problems = data.load_gsm8k("train", gsm8k_dir)[:30]
+    traces = {p.id: [data.equations_only(data.reference_to_trace(p.solution))] for p in problems}
+    out, out_traces = train.with_variants(problems, traces, 8, 1337, set())
+    assert out[:1] == problems[:1] and {p.id for p in problems} <= {p.id for p in out} and len(out) > 60
+    for p in out:
+        story = p.id.split("~")[0]
+        assert story in traces  # val and test never enter: only what was given is re-instantiated
+        c = data.check_trace(out_traces[p.id][0])
+        assert "~" not in p.id or (c["all_hold"] and c["answer"] == p.answer)
+    again, _ = train.with_variants(problems, traces, 8, 1337, set())
+    assert [p.question for p in again] == [p.question for p in out]  # reproducible from the seed
+    held_out = {out[1].question}
+    assert out[1].question not in {p.question for p in train.with_variants(problems, traces, 8, 1337, held_out)[0]}
+
+
+def test_calculator_positions_are_the_results_the_calculator_writes(tokenizer):
+    trace = "3 * 4 = 12\nSo 12 + 5 = 17 apples\nx = 4\n#### 17"
+    ids = tokenizer.encode(trace)
+    pos = train.calculator_positions(tokenizer, trace, ids)
+    assert tokenizer.decode([ids[i] for i in pos]).split() == ["12", "17"]  # not 'x = 4': no arithmetic, no calculator
+    # exactly what the calculator forces after each '='
+    calc = data.Calculator(tokenizer)
+    eq = [i for i in range(len(ids)) if tokenizer.decode(ids[:i + 1]).rstrip().endswith("=") and tokenizer.piece(ids[i]).endswith("=")]
+    forced = [calc(ids[:i + 1]) for i in eq]
+    assert [i for i, f in zip(eq, forced) if f] and sum(len(f) for f in forced) == len(pos)
+    ex = data.Example("x", [5], ids, pos)
+    _, _, targets = data.collate([ex])
+    assert [i for i in range(len(ids)) if targets[0, i] == 0] == pos  # the loss skips exactly those
