@@ -68,6 +68,23 @@ def step_precision_recall(output_trace, reference_trace):
             "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
 
 
+def grounding(question, output):
+    """
+    Where the operands of an output's equations come from: numbers of the question or results of
+    earlier steps (grounded), or neither (invented). The first thing that must move when a student
+    learns to read a problem rather than recall one.
+    Example: grounding("Tom has 5 apples and buys 3.", "5 + 3 = 8\\n8 * 2 = 16\\n#### 16") == {"operands": 4, "grounded": 3}
+    """
+    known = {data.normalize_number(x) for x in data.NUMBER.findall(question)}
+    operands = grounded = 0
+    for s in data.check_trace(output)["steps"]:
+        for x in data.NUMBER.findall(s.expression):
+            operands += 1
+            grounded += data.normalize_number(x) in known
+        known.add(data.normalize_number(s.claimed))
+    return {"operands": operands, "grounded": grounded}
+
+
 def classify_failure(output, gold, cut_off):
     """
     One category per output, first match wins: correct (the extracted answer is gold, as in
@@ -138,12 +155,15 @@ def summarize(rows):
     spr = [r["step_match"] for r in rows if r.get("step_match")]
     matched, n_out, n_ref = (sum(s[key] for s in spr) for key in ("matched", "n_output", "n_reference"))
     tokens = [r["n_tokens"] for r in rows]
+    ground = [grounding(r["question"], r["output"]) for r in rows]  # recomputed: older predictions lack it
+    operands = sum(g["operands"] for g in ground)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
             **arithmetic_errors(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
             "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
             # micro-averaged over all values, so a problem with many steps weighs more
             "step_precision": matched / n_out if n_out else None, "step_recall": matched / n_ref if n_ref else None,
+            "operands": operands, "grounded_operand_rate": sum(g["grounded"] for g in ground) / operands if operands else None,
             "failures": {c: sum(r["category"] == c for r in rows) for c in CATEGORIES},
             "first_wrong_step": {str(i + 1): firsts.count(i) for i in range(4)} | {"5+": sum(i >= 4 for i in firsts)},
             "first_wrong_position_mean": float(np.mean([p["first_wrong_position"] for p in prop if p["first_wrong"] is not None])) if firsts else None,
@@ -310,7 +330,8 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
                               "correct": c["answer"] == gold, "category": classify_failure(text, gold, cut),
                               "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
                               "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
-                              "step_match": step_precision_recall(text, ref) if ref else None})
+                              "step_match": step_precision_recall(text, ref) if ref else None,
+                              "grounding": grounding(q, text)})
         lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
         m = summarize(task_rows)
         m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
@@ -340,7 +361,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     for m in results:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
-              f"equations false {fmt(m['equation_error_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
+              f"equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
     for w in report["warnings"]:
         print(f"warning: {w}")
@@ -519,13 +540,14 @@ def compare(runs, args):
 
     lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
               "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
-              "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand.", "",
-              "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
-              "| --- " * (len(CATEGORIES) + 6) + "|"]
+              "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand. "
+              "Grounded: operands that are numbers of the question or results of earlier steps (the rest are invented).", "",
+              "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | grounded operands | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
+              "| --- " * (len(CATEGORIES) + 7) + "|"]
     for e in entries:
         m = e["m"]
         lines.append(f"| {e['label']} | " + " | ".join(f"{m['failures'][c]} ({m['failures'][c] / max(1, m['n']):.0%})" for c in CATEGORIES)
-                     + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
+                     + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {cell(m.get('grounded_operand_rate'), '.1%')} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
                      f"{m['wrong_results_reused']} of {m['wrong_results']} | {m['answers_from_wrong_result']} |")
 
     if base:

@@ -287,3 +287,11 @@ def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning
     table, rest = md.split("## Errors inside the reasoning")
     assert "**Warning: cot writes no reasoning: 0.0 steps per output**" in table.split("| cot |")[-1]
     assert "answer writes" not in md and "Warning" not in rest
+
+
+def test_grounding_counts_operands_from_the_question_and_earlier_steps():
+    q = "Tom has 5 apples and buys 3 bags of 4 apples."
+    assert ev.grounding(q, "3 * 4 = 12\n5 + 12 = 17\n#### 17") == {"operands": 4, "grounded": 4}
+    assert ev.grounding(q, "2 * 6 = 12\n12 + 5 = 17\n#### 17") == {"operands": 4, "grounded": 2}  # 2 and 6 invented
+    assert ev.grounding(q, "17 + 1 = 18\n#### 18") == {"operands": 2, "grounded": 0}  # a result is not known before its step
+    assert ev.grounding(q, "#### 17") == {"operands": 0, "grounded": 0}
