@@ -363,6 +363,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.requests = self.retried = self.retries = self.prompt_tokens = self.completion_tokens = self.accepted = 0
         self.latencies, self.rejections, self.failures = [], Counter(), Counter()
+        self.failed_in_a_row = 0  # requests that failed after all their retries, since the last reply
 
     def record(self, reply, reason=None, row=None, retries=0, failures=()):
         with self.lock:
@@ -373,6 +374,7 @@ class Ledger:
             self.retried += retries > 0
             self.retries += retries
             self.failures.update(reply["failures"] if reply else failures)
+            self.failed_in_a_row = 0 if reply else self.failed_in_a_row + 1
             if reply:
                 self.prompt_tokens += reply["prompt_tokens"]
                 self.completion_tokens += reply["completion_tokens"]
@@ -447,6 +449,18 @@ def generate_reference(problems, out_path):
     return summary
 
 
+def record_failure(e, args, client, ledger):
+    """
+    Count a request that failed after all its retries. Twice --workers of them in a row, with no
+    reply between, mean the server is down or unreachable: the run stops, rather than spend
+    minutes of retries on every problem left (hours for a whole split).
+    Example: record_failure(e, args, client, ledger)  # solve and ask_once, on RequestFailed
+    """
+    ledger.record(None, "request_failed", retries=e.retries, failures=e.failures)
+    if ledger.failed_in_a_row >= 2 * args.workers:
+        client.stop.set()
+
+
 def solve(p, have, args, client, ledger, shots):
     """
     Ask about one problem until it has --samples distinct accepted traces or --max-attempts requests were made.
@@ -460,7 +474,7 @@ def solve(p, have, args, client, ledger, shots):
         try:
             reply = client.chat(messages, args.temperature, args.max_tokens)
         except RequestFailed as e:
-            ledger.record(None, "request_failed", retries=e.retries, failures=e.failures)
+            record_failure(e, args, client, ledger)
             continue
         trace, reason = judge(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
         if reason is None and trace in seen:
@@ -484,7 +498,7 @@ def ask_once(p, have, args, client, ledger, shots):
     try:
         reply = client.chat(build_messages(p.question, shots[:args.shots]), args.temperature, args.max_tokens)
     except RequestFailed as e:  # no reply to keep: the problem stays missing and a rerun asks again
-        ledger.record(None, "request_failed", retries=e.retries, failures=e.failures)
+        record_failure(e, args, client, ledger)
         return
     output = normalize_reply(reply["text"])
     pred = extract_answer(output)
@@ -542,7 +556,12 @@ def run_teacher(args, problems, client, shots):
     # a dead server, replies that never parse, a teacher whose every reply is rejected: none of
     # that may pass for success, so too few problems with a new line is a failed run
     succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
-    if status == "done" and succeeded < args.min_success * len(todo):
+    if status == "done" and ledger.failed_in_a_row >= 2 * args.workers:
+        status, error = "failed", (
+            f"the last {ledger.failed_in_a_row} requests all failed after their retries (failed attempts: "
+            f"{this_run['failed_attempts']}), so the run stopped with {succeeded} of {len(todo)} problems asked done: "
+            f"check the server at {scrub_url(args.base_url)}, then rerun to resume")
+    elif status == "done" and succeeded < args.min_success * len(todo):
         status, error = "failed", (
             f"{succeeded} of {len(todo)} problems asked got {'a reply' if args.eval else 'a trace kept'} (--min-success "
             f"{args.min_success}); failed attempts: {this_run['failed_attempts'] or 'none'}; rejections: "

@@ -522,3 +522,15 @@ def test_credentials_in_the_url_are_refused(capsys, userinfo):
         assert llm.count() == 0
     err = capsys.readouterr().err
     assert e.value.code == 2 and "TEACHER_API_KEY" in err and SECRET not in err
+
+
+def test_a_server_gone_for_good_stops_the_run_instead_of_asking_about_every_problem(capsys):
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q])) if q == TRAIN[0].question else status(503)) as llm:
+        code, _, err = cli(capsys, llm, "--limit", "30", "--workers", "1", "--out", "t.jsonl", "--max-retries", "1",
+                           "--min-success", "0")
+        asked = llm.count()
+    # problem 0 succeeds; then 2 x --workers requests in a row fail after their retries, and the run stops
+    assert code == 3 and asked == 1 + 2 * 2, asked
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: the last 2 requests all failed") and "HTTP 503" in last and "1 of 30" in last, err
+    assert summary("t.jsonl")["status"] == "failed"
