@@ -16,12 +16,14 @@ import os
 import random
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
 import requests
+import urllib3
 
 ROOT = Path(__file__).resolve().parent
 GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data"
@@ -79,11 +81,38 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0):
+class DeadlineExceeded(requests.Timeout):
+    """A whole transfer took longer than its wall-clock deadline (requests' timeout is per socket read)."""
+
+
+def iter_body(response, deadline):
+    """
+    The body of a requests response opened with stream=True, in pieces as they arrive, raising
+    DeadlineExceeded once time.monotonic() passes deadline. read1 returns what one socket read
+    brings, so a server that trickles a byte at a time is cut off on time (iter_content waits
+    until each of its chunks is full); a silent one is cut off by requests' per-read timeout.
+    Example: with requests.get(url, stream=True, timeout=30) as r: body = b"".join(iter_body(r, time.monotonic() + 600))
+    """
+    while True:
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(f"{response.url}: no complete reply within the deadline")
+        try:
+            piece = response.raw.read1(1 << 16, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:  # raised as requests' own, as iter_content does
+            raise requests.ReadTimeout(f"{response.url}: read timed out") from None
+        except urllib3.exceptions.HTTPError as e:  # cut off mid-body, bad gzip, ...
+            raise requests.ConnectionError(f"{response.url}: {type(e).__name__}") from None
+        if not piece:
+            return
+        yield piece
+
+
+def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0, deadline=600.0):
     """
     Fetch train.jsonl and test.jsonl into data_dir, verify their sha256 and rename them into
     place only when it matches, so an interrupted or corrupt download leaves no file behind.
-    Files already present and verified are not fetched again.
+    Files already present and verified are not fetched again. timeout bounds each socket read,
+    deadline (seconds) each whole file, so a server that trickles bytes cannot hang the download.
     Example: download("data/gsm8k")
     """
     data_dir = resolve_data_dir(data_dir)
@@ -96,10 +125,11 @@ def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0):
         tmp = path.with_name(f".{name}.part")
         h = hashlib.sha256()
         try:
+            ends = time.monotonic() + deadline
             with requests.get(url, stream=True, timeout=timeout) as r:
                 r.raise_for_status()
                 with open(tmp, "wb") as f:
-                    for chunk in r.iter_content(1 << 16):
+                    for chunk in iter_body(r, ends):
                         f.write(chunk)
                         h.update(chunk)
         except requests.RequestException as e:

@@ -229,7 +229,7 @@ def load_problems(split, eval_file=None, data_dir=None):
 
 def load_tokenizer(ckpt, run_dir):
     """
-    The tokenizer the run was trained with, checked by its sha256.
+    The tokenizer the run was trained with, checked by its sha256 and by its size against the model's vocabulary.
     Example: tok = load_tokenizer(load_checkpoint("runs/cot/best.pt")[1], "runs/cot")
     """
     info = ckpt.get("tokenizer") or {}
@@ -242,6 +242,10 @@ def load_tokenizer(ckpt, run_dir):
     tok = data.Tokenizer(path)
     if info.get("sha256") and tok.sha256 != info["sha256"]:
         raise ValueError(f"tokenizer {path} is not the one run {run_dir} was trained with (sha256 differs)")
+    n = (ckpt.get("config") or {}).get("vocab_size")
+    if n is not None and n != tok.vocab_size:  # ids would mean other pieces: every output garbled, silently
+        raise ValueError(f"tokenizer {path} has {tok.vocab_size} pieces but the model of run {run_dir} has {n}: "
+                         f"they were not trained together; give the run the tokenizer it was trained with")
     return tok
 
 

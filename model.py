@@ -15,11 +15,13 @@ the weights together with the config so a model can be rebuilt from the file alo
 This file knows nothing about the data it is trained on.
 """
 
+import glob
 import math
 import os
 import tempfile
 from collections import deque
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -478,7 +480,9 @@ def _unwrap(model):
 
 def save_checkpoint(path, model, **extra):
     """Write {"format", "config", "model", **extra} to path atomically: a temporary file in
-    the same directory is renamed over path, so a crash never leaves half a checkpoint.
+    the same directory is renamed over path, so a crash never leaves half a checkpoint. A
+    failed save removes its temporary file; one killed outright (kill -9) cannot, so each save
+    first removes what earlier saves of the same path left.
     extra values should be plain Python / tensors so the file loads with weights_only=True.
 
     Example: save_checkpoint("out/ckpt.pt", model, step=1000, optimizer=opt.state_dict())
@@ -488,9 +492,13 @@ def save_checkpoint(path, model, **extra):
     if clash:
         raise ValueError(f"save_checkpoint: extra keys {sorted(clash)} are reserved")
     ckpt = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "model": model.state_dict(), **extra}
-    directory = os.path.dirname(os.path.abspath(path))
+    directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".pt")
+    # one process saves a given checkpoint (train.py: rank 0), so an earlier temporary file of
+    # it is a leftover; so is any '.tmp-*.pt', as versions before this one named them all
+    for leftover in [*Path(directory).glob(f".{glob.escape(name)}.*.tmp"), *Path(directory).glob(".tmp-*.pt")]:
+        leftover.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(ckpt, f)
@@ -522,10 +530,11 @@ def load_checkpoint(path, map_location="cpu"):
         raise FileNotFoundError(f"no checkpoint file at {path}: check the path (or train first)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # zip/pickle internals say nothing useful to a user
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot read checkpoint {path} (truncated or not a torch file? "
-                         f"re-save or re-download it): {reason}") from None
+    except Exception as e:
+        # torch's text is zip/pickle internals, or advice to retry with weights_only=False,
+        # which would run any code the file holds: only its kind is passed on
+        raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}): truncated, corrupt or not written "
+                         f"by save_checkpoint; re-save it (train.py --resume) or copy it again") from None
     if isinstance(ckpt, dict) and ckpt.get("format") == "cot-distill-student-v1":
         # upgraded_from tells train.py --resume that the optimizer state is still in the old layout
         ckpt = dict(ckpt, model=upgrade_v1_state(ckpt["model"]), format=CHECKPOINT_FORMAT, upgraded_from="v1")

@@ -14,9 +14,13 @@ Usage:
     python teacher.py --base-url https://api.openai.com/v1 --model gpt-4o --eval    # the upper bound
 
 The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
+Exit codes: 0 done, 1 stopped by the API (400/401/403/404), 2 bad input, 3 too few problems
+succeeded (--min-success), 130 interrupted.
 """
 import argparse
+import base64
 import json
+import math
 import os
 import random
 import re
@@ -27,11 +31,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
 
-from data import check_trace, extract_answer, load_gsm8k, normalize_number, reference_to_trace, write_atomic
+from data import check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, write_atomic
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
@@ -159,11 +164,11 @@ class FatalAPIError(RuntimeError):
 
 
 class RequestFailed(RuntimeError):
-    """A request that still failed after all its retries (or was abandoned on stop)."""
+    """A request that still failed after all its retries (or was abandoned on stop); failures: why each try failed."""
 
-    def __init__(self, message, retries):
+    def __init__(self, message, retries, failures):
         super().__init__(message)
-        self.retries = retries
+        self.retries, self.failures = retries, failures
 
 
 def parse_retry_after(value):
@@ -191,83 +196,134 @@ def scrub_url(url):
     return re.sub(r"//[^/@]*@", "//", url).split("?")[0].split("#")[0]
 
 
+def secret_forms(key):
+    """
+    What to redact for an API key: the key, and the base64 it turns into inside longer base64
+    text (an echoed 'Authorization: Basic base64(user:key)') at each of the three byte offsets
+    it can start at, in the standard and URL-safe alphabets. The characters at its two ends also
+    depend on the neighbouring bytes, so they stay: they tell under two bytes of the key.
+    Example: "c2stMTIzNDU2" in secret_forms("sk-123456")
+    """
+    raw, forms = key.encode(), {key}
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        core = encoded[4 * ((shift + 2) // 3):4 * ((shift + len(raw)) // 3)]  # the groups of key bytes alone
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return sorted((f for f in forms if len(f) >= 8 or f == key), key=len, reverse=True)  # short cores match by chance
+
+
 class Client:
     """
     POST {base_url}/chat/completions with retries: connection errors, timeouts, 408, 409, 429,
     5xx and malformed replies are retried with exponential backoff and jitter (Retry-After
     honoured, capped at max_wait); 400, 401, 403, 404 (and any other 4xx) raise FatalAPIError.
+    Each try must be over within `timeout` seconds, start to last byte. Everything the server
+    says passes redact() before it leaves this class: some servers echo the key.
     Setting `stop` makes every thread give up at its next wait.
     Example: Client("http://localhost:8000/v1", "llama3").chat(messages, 0.7, 512)["text"]
     """
 
     def __init__(self, base_url, model, api_key=None, timeout=60.0, max_retries=6, backoff=1.0, max_wait=60.0):
         self.url, self.model, self.api_key = base_url.rstrip("/") + "/chat/completions", model, api_key
+        self.secrets = secret_forms(api_key) if api_key else []
         self.timeout, self.max_retries, self.backoff, self.max_wait = timeout, max_retries, backoff, max_wait
         self.stop = threading.Event()
         self.local = threading.local()  # a requests.Session is not thread-safe: one per worker
 
     def redact(self, text):
-        return text.replace(self.api_key, "[API key]") if self.api_key else text
+        for secret in self.secrets:
+            text = text.replace(secret, "[API key]")
+        return text
 
     def chat(self, messages, temperature, max_tokens):
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
+        failures = []  # why each try failed: counted by reason in the summary
         for attempt in range(self.max_retries + 1):
             retry_after = None
             t0 = time.perf_counter()
             try:
-                r = self.local.session.post(self.url, json=body, headers=headers, timeout=self.timeout)
+                # requests' timeout bounds each socket read, so a server sending a byte a second
+                # would hold it for ever: stream the body and hold the whole try to a deadline
+                deadline = time.monotonic() + self.timeout
+                with self.local.session.post(self.url, json=body, headers=headers, timeout=self.timeout, stream=True) as r:
+                    content = b"".join(iter_body(r, deadline))
                 latency = time.perf_counter() - t0
+                said = self.redact(content.decode("utf-8", "replace"))  # redact, then cut: a cut key would half leak
                 if r.status_code in FATAL_HINTS:
                     self.stop.set()  # no other thread should start a request that will fail alike
-                    said = self.redact(r.text)[:300].strip()  # some servers echo the key: cut after, or half leaks
+                    said = said[:300].strip()
                     raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)} (model {self.model!r}): "
                                         f"{FATAL_HINTS[r.status_code]}" + ("" if self.api_key else " (no key was sent)")
                                         + (f"\nthe server said: {said}" if said else ""))
                 if r.ok:
-                    return self.parse(r.json(), latency, attempt)
+                    return self.parse(json.loads(content), latency, attempt, failures)
                 why = f"HTTP {r.status_code}"
                 retry_after = parse_retry_after(r.headers.get("Retry-After"))
                 if r.status_code not in RETRY_STATUS and r.status_code < 500:
                     self.stop.set()
-                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)}: {self.redact(r.text)[:300]}")
-            except requests.RequestException as e:  # refused, reset, timed out
+                    raise FatalAPIError(f"HTTP {r.status_code} from {scrub_url(self.url)}: {said[:300]}")
+            except requests.RequestException as e:  # refused, reset, timed out, past the deadline
                 why = type(e).__name__
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:  # not JSON, or fields missing
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as e:  # not JSON, or fields missing
                 why = f"malformed reply ({type(e).__name__})"
+            failures.append(why)
             if attempt == self.max_retries or self.stop.is_set():
                 break
             delay = retry_after if retry_after is not None else self.backoff * 2 ** attempt * (0.5 + random.random())
             if self.stop.wait(min(delay, self.max_wait)):
                 break
-        raise RequestFailed(f"{why} (after {attempt} retries)", attempt)
+        raise RequestFailed(f"{why} (after {attempt} retries)", attempt, failures)
 
-    @staticmethod
-    def parse(reply, latency, retries):
+    def parse(self, reply, latency, retries, failures):
         choice = reply["choices"][0]
-        text = choice["message"]["content"]
+        text, finish = choice["message"]["content"], choice.get("finish_reason")
         if not isinstance(text, str):
             raise TypeError("no text in the reply")
         usage = reply.get("usage") or {}
-        return {"text": text, "finish_reason": choice.get("finish_reason"), "latency_s": round(latency, 3),
-                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "completion_tokens": int(usage.get("completion_tokens") or 0), "retries": retries}
+        return {"text": self.redact(text), "finish_reason": None if finish is None else self.redact(str(finish)),
+                "latency_s": round(latency, 3), "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "completion_tokens": int(usage.get("completion_tokens") or 0), "retries": retries, "failures": failures}
 
 
 # -----------------------------------------------------------------------------
 # The output file: append-only JSONL, one writer, counts kept beside it
 
 
+ROW_START = b'{"id": '  # how json.dumps begins every row written here: the mark of our files
+
+
+def refuse_foreign(path):
+    """
+    Raise ValueError (naming the file) unless path is missing, empty or this tool's output:
+    every line starts as our rows do (the last may be cut anywhere by a kill). So a script or a
+    README given as --out is refused before a byte of it changes.
+    Example: refuse_foreign("traces/gpt-4o-train.jsonl")  # returns, or raises
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder: give a file name such as {path / 'traces.jsonl'}")
+    lines = path.read_bytes().split(b"\n") if path.exists() else []
+    for i, line in enumerate(lines, 1):
+        cut = i == len(lines)  # no newline after it: possibly cut short by a kill
+        if line.strip() and not (line.startswith(ROW_START) or cut and ROW_START.startswith(line)):
+            raise ValueError(f"{path}: line {i} is not one teacher.py writes, so the file is not its output "
+                             f"and was left untouched; pass another --out")
+
+
 def read_rows(path, repair=False):
     """
     Rows of an append-only JSONL file. A last line cut off by a kill is left out with a warning
     (and cut from the file when repair is set, so appending can go on); a bad earlier line is
-    an error, since only the last line can be half-written.
+    an error, since only the last line can be half-written. Nothing is cut from a file that is
+    not ours or has a bad line: those are errors first.
     Example: rows = read_rows("traces/gpt-4o-train.jsonl", repair=True)
     """
     path = Path(path)
+    if repair:
+        refuse_foreign(path)
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -278,11 +334,6 @@ def read_rows(path, repair=False):
             json.loads(last)
         except ValueError:
             keep -= len(last)
-    if keep < len(raw):
-        print(f"warning: {path}: dropped a cut-off last line ({len(raw) - keep} bytes); earlier lines are intact",
-              file=sys.stderr)
-        if repair:
-            os.truncate(path, keep)
     rows = []
     for i, line in enumerate(raw[:keep].decode("utf-8").split("\n"), 1):
         if line.strip():
@@ -290,6 +341,11 @@ def read_rows(path, repair=False):
                 rows.append(json.loads(line))
             except ValueError:
                 raise ValueError(f"{path}:{i}: not valid JSON; fix or remove that line") from None
+    if keep < len(raw):
+        print(f"warning: {path}: dropped a cut-off last line ({len(raw) - keep} bytes); earlier lines are intact",
+              file=sys.stderr)
+        if repair:
+            os.truncate(path, keep)
     return rows
 
 
@@ -306,9 +362,10 @@ class Ledger:
         self.f = open(path, "a", encoding="utf-8")
         self.lock = threading.Lock()
         self.requests = self.retried = self.retries = self.prompt_tokens = self.completion_tokens = self.accepted = 0
-        self.latencies, self.rejections = [], Counter()
+        self.latencies, self.rejections, self.failures = [], Counter(), Counter()
+        self.failed_in_a_row = 0  # requests that failed after all their retries, since the last reply
 
-    def record(self, reply, reason=None, row=None, retries=0):
+    def record(self, reply, reason=None, row=None, retries=0, failures=()):
         with self.lock:
             if self.f.closed:
                 return
@@ -316,6 +373,8 @@ class Ledger:
             retries = reply["retries"] if reply else retries
             self.retried += retries > 0
             self.retries += retries
+            self.failures.update(reply["failures"] if reply else failures)
+            self.failed_in_a_row = 0 if reply else self.failed_in_a_row + 1
             if reply:
                 self.prompt_tokens += reply["prompt_tokens"]
                 self.completion_tokens += reply["completion_tokens"]
@@ -334,7 +393,8 @@ class Ledger:
 
     def counts(self, price_in, price_out):
         return {"requests": self.requests, "requests_retried": self.retried, "retries": self.retries,
-                "rejections": dict(sorted(self.rejections.items())), "prompt_tokens": self.prompt_tokens,
+                "rejections": dict(sorted(self.rejections.items())),
+                "failed_attempts": dict(sorted(self.failures.items())), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "lines_written": self.accepted,
                 **cost_and_latency(self.prompt_tokens, self.completion_tokens, price_in, price_out, self.latencies)}
 
@@ -359,9 +419,10 @@ def add_totals(before, now):
                         {"requests": 2, "rejections": {"duplicate": 1}})
              == {"requests": 5, "rejections": {"duplicate": 2}, "runs": 2}
     """
-    total = {k: round(before.get(k, 0) + now[k], 6) for k in now if k not in ("rejections", "runs")
+    total = {k: round(before.get(k, 0) + now[k], 6) for k in now if not isinstance(now[k], dict) and k != "runs"
              and not k.startswith("latency")}
-    total["rejections"] = dict(sorted((Counter(before.get("rejections") or {}) + Counter(now["rejections"])).items()))
+    for k in (k for k in now if isinstance(now[k], dict)):  # counts by reason: rejections, failed_attempts
+        total[k] = dict(sorted((Counter(before.get(k) or {}) + Counter(now[k])).items()))
     return {**total, "runs": before.get("runs", 1 if before else 0) + 1}
 
 
@@ -388,6 +449,18 @@ def generate_reference(problems, out_path):
     return summary
 
 
+def record_failure(e, args, client, ledger):
+    """
+    Count a request that failed after all its retries. Twice --workers of them in a row, with no
+    reply between, mean the server is down or unreachable: the run stops, rather than spend
+    minutes of retries on every problem left (hours for a whole split).
+    Example: record_failure(e, args, client, ledger)  # solve and ask_once, on RequestFailed
+    """
+    ledger.record(None, "request_failed", retries=e.retries, failures=e.failures)
+    if ledger.failed_in_a_row >= 2 * args.workers:
+        client.stop.set()
+
+
 def solve(p, have, args, client, ledger, shots):
     """
     Ask about one problem until it has --samples distinct accepted traces or --max-attempts requests were made.
@@ -401,7 +474,7 @@ def solve(p, have, args, client, ledger, shots):
         try:
             reply = client.chat(messages, args.temperature, args.max_tokens)
         except RequestFailed as e:
-            ledger.record(None, "request_failed", retries=e.retries)
+            record_failure(e, args, client, ledger)
             continue
         trace, reason = judge(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
         if reason is None and trace in seen:
@@ -425,7 +498,7 @@ def ask_once(p, have, args, client, ledger, shots):
     try:
         reply = client.chat(build_messages(p.question, shots[:args.shots]), args.temperature, args.max_tokens)
     except RequestFailed as e:  # no reply to keep: the problem stays missing and a rerun asks again
-        ledger.record(None, "request_failed", retries=e.retries)
+        record_failure(e, args, client, ledger)
         return
     output = normalize_reply(reply["text"])
     pred = extract_answer(output)
@@ -462,7 +535,8 @@ def run_teacher(args, problems, client, shots):
                 t_print = time.time()
                 c = ledger.counts(args.price_in, args.price_out)
                 print(f"{i}/{len(todo)} problems | {c['lines_written']} lines written | rejected {c['rejections']} | "
-                      f"{c['prompt_tokens']}+{c['completion_tokens']} tokens ${c['cost_usd']:.4f}", flush=True)
+                      f"failed attempts {c['failed_attempts']} | {c['prompt_tokens']}+{c['completion_tokens']} tokens "
+                      f"${c['cost_usd']:.4f}", flush=True)
     except KeyboardInterrupt:
         status = "interrupted"
     except FatalAPIError as e:
@@ -479,8 +553,22 @@ def run_teacher(args, problems, client, shots):
         before = {}
     before = before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
     this_run = ledger.counts(args.price_in, args.price_out)
+    # a dead server, replies that never parse, a teacher whose every reply is rejected: none of
+    # that may pass for success, so too few problems with a new line is a failed run
+    succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
+    if status == "done" and ledger.failed_in_a_row >= 2 * args.workers:
+        status, error = "failed", (
+            f"the last {ledger.failed_in_a_row} requests all failed after their retries (failed attempts: "
+            f"{this_run['failed_attempts']}), so the run stopped with {succeeded} of {len(todo)} problems asked done: "
+            f"check the server at {scrub_url(args.base_url)}, then rerun to resume")
+    elif status == "done" and succeeded < args.min_success * len(todo):
+        status, error = "failed", (
+            f"{succeeded} of {len(todo)} problems asked got {'a reply' if args.eval else 'a trace kept'} (--min-success "
+            f"{args.min_success}); failed attempts: {this_run['failed_attempts'] or 'none'}; rejections: "
+            f"{this_run['rejections'] or 'none'}; check the server at {scrub_url(args.base_url)}, then rerun to resume")
     summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
-               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems)}
+               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems),
+               "asked": len(todo), "succeeded": succeeded}
     if args.eval:
         summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
     else:
@@ -522,6 +610,23 @@ def load_teacher_eval(path):
 # -----------------------------------------------------------------------------
 
 
+def positive_seconds(text):
+    """argparse type: seconds above 0 (0 fails every request at once, nan and inf never end one).
+    Example: positive_seconds("2.5") == 2.5"""
+    x = float(text)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return x
+
+
+def share(text):
+    """argparse type: a share from 0 to 1. Example: share("0.5") == 0.5"""
+    x = float(text)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1")
+    return x
+
+
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = parser.add_argument
@@ -542,17 +647,22 @@ def get_parser():
     a("--temperature", type=float, help="sampling temperature (default: 0.7, or 0 with --eval)")
     a("--max-tokens", type=int, default=512, help="longest reply in tokens; a reply cut off there is rejected")
     a("--workers", type=int, default=8, help="concurrent requests")
-    a("--timeout", type=float, default=60.0, help="seconds to wait for a reply before retrying")
+    a("--timeout", type=positive_seconds, default=60.0,
+      help="seconds a request may take, first byte sent to last byte received, before it is retried")
     a("--max-retries", type=int, default=6, help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
     a("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
     a("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
+    a("--min-success", type=share, default=0.5,
+      help="exit 3 (status failed) if fewer than this share of the problems asked got a trace kept (with --eval: "
+           "a reply); 0: never")
     a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost estimate")
     a("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost estimate")
     return parser
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 done, 1 stopped by the API, 2 bad input, 130 interrupted)."""
+    """Run the command line; returns the exit code (0 done, 1 stopped by the API, 2 bad input, 3 too few problems
+    succeeded, 130 interrupted). Example: main(["--source", "reference", "--split", "test"])"""
     parser = get_parser()
     args = parser.parse_args(argv)
     args.split = args.split or ("test" if args.eval else "train")
@@ -560,10 +670,14 @@ def main(argv=None):
         problems = load_gsm8k(args.split, args.data_dir)[:args.limit]
         if args.source == "reference":
             args.out = args.out or f"traces/reference-{args.split}.jsonl"
+            refuse_foreign(args.out)  # it is overwritten whole: it must be ours
             print(json.dumps(generate_reference(problems, args.out)))
             return 0
         if not args.base_url or not re.match(r"https?://", args.base_url):
             parser.error("--base-url must start with http:// or https:// (e.g. http://localhost:8000/v1)")
+        if "@" in urlsplit(args.base_url).netloc:  # requests would send it as Basic auth, and print it in errors
+            parser.error("--base-url must not hold credentials (user:key@host): put the key in TEACHER_API_KEY "
+                         "(or OPENAI_API_KEY)")
         if not args.model:
             parser.error("--model is required with --source teacher")
         if args.temperature is None:
@@ -581,12 +695,18 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(summary))
+    failed = summary["this_run"]["failed_attempts"]
+    if failed and summary["status"] != "failed":  # a failed run's error line says it
+        print(f"warning: failed attempts by reason: {failed} (each retried up to --max-retries times)", file=sys.stderr)
     if summary.get("missing"):
         print(f"warning: {summary['missing']} problems got no reply (see request_failed); rerun to ask them again",
               file=sys.stderr)
     if summary["status"] == "stopped":
         print(f"error: {summary['error']}", file=sys.stderr)
         return 1
+    if summary["status"] == "failed":
+        print(f"error: {summary['error']}", file=sys.stderr)
+        return 3
     if summary["status"] == "interrupted":
         print(f"interrupted: every finished line is in {args.out}; rerun the same command to resume", file=sys.stderr)
         return 130

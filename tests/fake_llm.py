@@ -37,6 +37,12 @@ def stall(seconds):
     return {"kind": "stall", "seconds": seconds}
 
 
+def trickle(text, every, seconds):
+    """A 200 reply for text sent one byte every `every` seconds, stopping (and closing) after `seconds`:
+    each byte comes well within a per-read timeout, so only a deadline on the whole request ends it."""
+    return {**ok(text), "kind": "trickle", "every": every, "seconds": seconds}
+
+
 class FakeLLM:
     def __init__(self, script):
         self.script, self.requests, self.lock, self.closing = script, [], threading.Lock(), threading.Event()
@@ -59,13 +65,32 @@ class FakeLLM:
                 if action["kind"] == "stall":
                     fake.closing.wait(action["seconds"])
                     return
-                if action["kind"] == "ok":
-                    fake.closing.wait(action["delay"])
+                if action["kind"] in ("ok", "trickle"):
+                    fake.closing.wait(action.get("delay", 0.0))
                     reply = {"id": f"chatcmpl-{len(fake.requests)}", "object": "chat.completion", "model": body["model"],
                              "choices": [{"index": 0, "message": {"role": "assistant", "content": action["text"]},
                                           "finish_reason": action["finish_reason"]}], "usage": action["usage"]}
+                    if action["kind"] == "trickle":
+                        return self.trickle(json.dumps(reply).encode(), action["every"], action["seconds"])
                     return self.send(200, json.dumps(reply), {})
                 self.send(action["code"], action["body"], action["headers"])
+
+            def trickle(self, data, every, seconds):
+                stop = time.time() + seconds  # bounded: the test's server never outlives the test
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for i in range(len(data)):
+                        if time.time() > stop or fake.closing.wait(every):
+                            break
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
 
             def send(self, code, body, headers):
                 data = body.encode() if isinstance(body, str) else body

@@ -5,6 +5,7 @@ import http.server
 import json
 import random
 import threading
+import time
 from fractions import Fraction
 
 import pytest
@@ -15,7 +16,8 @@ import data
 # ----------------------------------------------------------------------------- download
 
 class FileServer(http.server.ThreadingHTTPServer):
-    """Serves {name: bytes}; mode 'cut' announces the full length but closes halfway."""
+    """Serves {name: bytes}; mode 'cut' announces the full length but closes halfway, mode 'trickle'
+    sends one byte every 50 ms and gives up after 5 s (bounded: the server never outlives its test)."""
 
     def __init__(self, files, mode="ok"):
         self.files, self.mode, self.requests = files, mode, 0
@@ -31,6 +33,19 @@ class FileServer(http.server.ThreadingHTTPServer):
                 h.send_response(200)
                 h.send_header("Content-Length", str(len(body)))
                 h.end_headers()
+                if self.mode == "trickle":
+                    stop = time.time() + 5
+                    try:
+                        for i in range(len(body)):
+                            if time.time() > stop:
+                                break
+                            h.wfile.write(body[i:i + 1])
+                            h.wfile.flush()
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):  # the client gave up first
+                        pass
+                    h.close_connection = True
+                    return
                 h.wfile.write(body[: len(body) // 2] if self.mode == "cut" else body)
                 h.wfile.flush()
                 h.close_connection = True
@@ -74,6 +89,16 @@ def test_download_cut_mid_file_leaves_nothing(official, tmp_path):
     server = FileServer(official, mode="cut")
     with pytest.raises(RuntimeError, match="127.0.0.1"):
         data.download(tmp_path, base_url=server.url)
+    assert list(tmp_path.iterdir()) == []
+    server.shutdown()
+
+
+def test_download_trickled_byte_by_byte_stops_at_its_deadline(official, tmp_path):
+    server = FileServer(official, mode="trickle")
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="train.jsonl.*DeadlineExceeded"):
+        data.download(tmp_path, base_url=server.url, timeout=2, deadline=0.5)
+    assert time.time() - t0 < 2  # each byte comes within the 2 s read timeout: only the deadline ends it
     assert list(tmp_path.iterdir()) == []
     server.shutdown()
 

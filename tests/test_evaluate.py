@@ -170,6 +170,15 @@ def test_run_errors_name_the_path(tmp_path):
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "nope not found" in r.stderr
 
 
+def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8k_dir):
+    texts = [p.question for p in data.load_gsm8k("train", gsm8k_dir)[:300]]
+    tok = data.train_tokenizer(texts, tmp_path / "tok.model", 500)
+    ckpt = {"tokenizer": {"path": tok.path}, "config": {"vocab_size": 4000}}  # a run without the tokenizer's sha256
+    with pytest.raises(ValueError, match=r"tok.model has 500 pieces.*4000"):
+        ev.load_tokenizer(ckpt, tmp_path)
+    assert ev.load_tokenizer({**ckpt, "config": {"vocab_size": 500}}, tmp_path).vocab_size == 500
+
+
 # ----------------------------------------------------------------------------- end to end
 
 

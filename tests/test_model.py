@@ -369,6 +369,35 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
         load_checkpoint(str(tmp_path / "missing.pt"))
 
 
+def test_a_save_removes_what_a_killed_save_left_and_cleans_up_its_own_failure(tmp_path):
+    # kill -9 in the middle of a save runs no cleanup: its temporary file stays (issue 16)
+    (tmp_path / ".ckpt.pt.k2j4h6.tmp").write_bytes(b"")  # an earlier save of ckpt.pt
+    (tmp_path / ".tmp-a1b2c3.pt").write_bytes(b"")       # the same, as older versions named it
+    (tmp_path / ".other.pt.x7y8z9.tmp").write_bytes(b"")  # another checkpoint's: left to its own next save
+    save_checkpoint(str(tmp_path / "ckpt.pt"), tiny_model())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x7y8z9.tmp", "ckpt.pt"]
+    with pytest.raises(Exception):  # a lambda cannot be pickled: the save fails midway
+        save_checkpoint(str(tmp_path / "ckpt.pt"), tiny_model(), hook=lambda: 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.x7y8z9.tmp", "ckpt.pt"]
+    load_checkpoint(str(tmp_path / "ckpt.pt"))  # the earlier checkpoint is whole
+
+
+def test_an_unreadable_checkpoint_gets_our_message_not_torch_advice(tmp_path):
+    import pickle
+
+    import numpy as np
+    path = tmp_path / "bad.pt"
+    torch.save({"weights": np.zeros(3)}, path)  # not loadable with weights_only=True
+    contents = [path.read_bytes(), pickle.dumps({"a": 1}), os.urandom(2000), b""]
+    for content in contents:
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as e:
+            load_checkpoint(str(path))
+        message = str(e.value)
+        # torch's own text says to retry with weights_only=False, which would run any code the file holds
+        assert str(path) in message and "weights_only" not in message and "\n" not in message, message
+
+
 # ---------------------------------------------------------------------------- learning
 
 

@@ -4,14 +4,17 @@ completions wire format, on the real GSM8K data ($GSM8K_DIR).
 
 Run: GSM8K_DIR=../shared/data/gsm8k python -m pytest -q tests/test_teacher.py
 """
+import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -20,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import teacher  # noqa: E402
-from fake_llm import FakeLLM, ok, raw, stall, status  # noqa: E402
+from fake_llm import FakeLLM, ok, raw, stall, status, trickle  # noqa: E402
 
 # $GSM8K_DIR (relative to where pytest runs), else the shared copy beside the repo
 DATA_DIR = next((d.resolve() for d in (data.resolve_data_dir(), ROOT.parent / "shared" / "data" / "gsm8k")
@@ -90,6 +93,13 @@ def summary(path):
 
 def this_run(path):
     return summary(path)["this_run"]
+
+
+def closed_port_url():
+    """The URL of a port nothing listens on: bound to find a free one, then closed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 # -----------------------------------------------------------------------------
@@ -252,8 +262,8 @@ def test_replies_that_are_not_json_or_lack_fields_are_failed_attempts(capsys):
     assert (s["requests"], s["retries"], s["lines_written"]) == (1, 3, 1)
     # a server that never answers properly: each attempt is 1 + --max-retries requests, then the problem gives up
     with FakeLLM(lambda q, n: raw("not json")) as llm:
-        code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "b.jsonl", "--max-retries", "2", "--max-attempts", "2")
-        assert code == 0 and llm.count() == 6
+        code, _, err = cli(capsys, llm, "--limit", "1", "--out", "b.jsonl", "--max-retries", "2", "--max-attempts", "2")
+        assert code == 3 and llm.count() == 6 and "malformed reply (JSONDecodeError)" in err
     s = summary("b.jsonl")
     assert (s["this_run"]["rejections"], s["this_run"]["requests"], s["this_run"]["retries"]) == ({"request_failed": 2}, 2, 4)
     assert s["traces_in_file"] == 0
@@ -290,7 +300,10 @@ def test_a_run_killed_midway_resumes_without_duplicates_or_losses(capsys, tmp_pa
         assert 4 <= k < 12, "the run should have been killed midway"
         with open("t.jsonl", "ab") as f:  # what a kill in the middle of a write leaves behind
             f.write(b'{"id": "train-00011", "question": "Weng ea')
-        slow["delay"], asked_before = 0.0, llm.count()
+        slow["delay"], asked_before = 0.0, -1
+        while asked_before != llm.count():  # a request the killed run sent may still be on its way in (under load)
+            asked_before = llm.count()
+            time.sleep(0.3)
         code, _, err = cli(capsys, llm, *args[6:])
         assert code == 0 and "cut-off last line" in err
         assert llm.count() - asked_before == 12 - k  # only the missing problems were asked again
@@ -420,3 +433,107 @@ def test_read_rows_drops_only_a_cut_off_last_line(tmp_path, capsys):
     f.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
     with pytest.raises(ValueError, match="x.jsonl:2"):
         teacher.read_rows(f)
+
+
+# -----------------------------------------------------------------------------
+# Hardening (issue 16): no file destroyed, no request without a deadline, no failure passed
+# off as success, no key written anywhere
+
+
+@pytest.mark.parametrize("source", ["teacher", "reference"])
+def test_an_out_file_that_is_not_teacher_output_is_refused_untouched(capsys, source):
+    before = (ROOT / "train.py").read_bytes()
+    Path("train_copy.py").write_bytes(before)
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q]))) as llm:
+        code, _, err = cli(capsys, llm if source == "teacher" else None, "--source", source, "--limit", "1",
+                           "--out", "train_copy.py")
+        assert llm.count() == 0
+    assert code == 2 and "train_copy.py" in err and err.strip().count("\n") == 0, err
+    assert Path("train_copy.py").read_bytes() == before  # not a byte cut (the old repair cut its last line)
+    assert not Path("train_copy.py.summary.json").exists()
+
+
+def test_a_server_that_trickles_is_cut_off_at_the_deadline(capsys):
+    p = TRAIN[0]
+    # one byte every 50 ms: each read comes well within --timeout, so only a deadline on the whole request ends it
+    with FakeLLM(lambda q, n: trickle(good(p), every=0.05, seconds=5) if n == 0 else ok(good(p))) as llm:
+        t0 = time.time()
+        code, _, err = cli(capsys, llm, "--limit", "1", "--out", "t.jsonl", "--timeout", "0.5")
+        elapsed = time.time() - t0
+        assert llm.count() == 2
+    assert code == 0 and elapsed < 2.5, elapsed  # without a deadline: until the server gives up, 5 s
+    s = this_run("t.jsonl")
+    assert (s["failed_attempts"], s["retries"], s["lines_written"]) == ({"DeadlineExceeded": 1}, 1, 1)
+    assert "DeadlineExceeded" in err
+
+
+@pytest.mark.parametrize("action,reason", [(raw("<html>502 Bad Gateway</html>"), "malformed reply (JSONDecodeError)"),
+                                           (raw('{"id": "x", "object": "chat.completion"}'), "malformed reply (KeyError)"),
+                                           (status(500), "HTTP 500"),
+                                           (None, "ConnectionError")])  # None: nothing listens on the port
+@pytest.mark.parametrize("mode", [[], ["--eval"]])
+def test_a_run_where_nothing_succeeds_exits_3_and_says_why(capsys, action, reason, mode):
+    with FakeLLM(lambda q, n: action) as llm:
+        code, out, err = cli(capsys, llm if action else SimpleNamespace(url=closed_port_url()), *mode, "--limit", "2", "--out", "t.jsonl", "--max-retries", "1",
+                             "--max-attempts", "1")
+    assert code == 3, (out, err)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: 0 of 2 problems") and reason in last and "127.0.0.1" in last, err
+    s = summary("t.jsonl")
+    assert (s["status"], s["this_run"]["failed_attempts"]) == ("failed", {reason: 4})
+
+
+def test_min_success_is_the_share_of_problems_that_must_succeed(capsys):
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q])) if q == TRAIN[0].question else status(500)) as llm:
+        args = ("--limit", "2", "--max-retries", "0", "--max-attempts", "1")
+        code, _, err = cli(capsys, llm, *args, "--out", "a.jsonl")
+        assert code == 0 and "HTTP 500" in err  # one of two: the default asks for half; the failure is still shown
+        code, _, err = cli(capsys, llm, *args, "--out", "b.jsonl", "--min-success", "1")
+        assert code == 3 and "1 of 2 problems" in err
+
+
+@pytest.mark.parametrize("flag,value", [("--timeout", "0"), ("--timeout", "-1"), ("--timeout", "nan"),
+                                        ("--min-success", "1.5")])
+def test_bad_numbers_are_refused_at_parse_time(capsys, flag, value):
+    with pytest.raises(SystemExit) as e:
+        teacher.main(["--base-url", closed_port_url(), "--model", MODEL, "--data-dir", str(DATA_DIR), "--limit", "1",
+                      "--max-retries", "0", "--max-attempts", "1", "--out", "t.jsonl", flag, value])
+    assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_a_key_echoed_in_a_reply_is_redacted_from_every_file_and_output(capsys):
+    basic = base64.b64encode(f"user:{SECRET}".encode()).decode()  # as in an echoed 'Authorization: Basic ...'
+    plain = base64.b64encode(SECRET.encode()).decode()
+    echo = f"You sent {SECRET} ({plain}, Basic {basic}).\n"
+    with FakeLLM(lambda q, n: ok(echo + good(BY_Q[q]), finish_reason=SECRET)) as llm:
+        outputs = [cli(capsys, llm, "--limit", "1", "--out", "t.jsonl"),
+                   cli(capsys, llm, "--eval", "--limit", "1", "--out", "e.jsonl")]
+    assert [code for code, _, _ in outputs] == [0, 0]
+    assert lines("t.jsonl")[0]["trace"].startswith("You sent [API key] (")
+    written = "".join(f.read_text() for f in Path(".").rglob("*") if f.is_file())
+    written += "".join(out + err for _, out, err in outputs)
+    for form in (SECRET, plain, basic, plain[:16], basic[8:24]):
+        assert form not in written, form
+
+
+@pytest.mark.parametrize("userinfo", [f"user:{SECRET}@", f"{SECRET}@", f":{SECRET}@"])
+def test_credentials_in_the_url_are_refused(capsys, userinfo):
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q]))) as llm:
+        with pytest.raises(SystemExit) as e:
+            teacher.main(["--base-url", llm.url.replace("//", "//" + userinfo), "--model", MODEL,
+                          "--data-dir", str(DATA_DIR), "--limit", "1", "--out", "t.jsonl"])
+        assert llm.count() == 0
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "TEACHER_API_KEY" in err and SECRET not in err
+
+
+def test_a_server_gone_for_good_stops_the_run_instead_of_asking_about_every_problem(capsys):
+    with FakeLLM(lambda q, n: ok(good(BY_Q[q])) if q == TRAIN[0].question else status(503)) as llm:
+        code, _, err = cli(capsys, llm, "--limit", "30", "--workers", "1", "--out", "t.jsonl", "--max-retries", "1",
+                           "--min-success", "0")
+        asked = llm.count()
+    # problem 0 succeeds; then 2 x --workers requests in a row fail after their retries, and the run stops
+    assert code == 3 and asked == 1 + 2 * 2, asked
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: the last 2 requests all failed") and "HTTP 503" in last and "1 of 30" in last, err
+    assert summary("t.jsonl")["status"] == "failed"
