@@ -93,6 +93,29 @@ MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "co
                         "test_limit", "eval_batch"}
 
 
+# What each numeric setting may be, checked as the flags are read: a bad value is a one-line usage
+# error, not a traceback mid-run (--grad-accum 0), a crash after training (--eval-batch 0) or a
+# silent run on something else (--limit -5 trained on all but 5 problems).
+_n = data.arg_number
+FLAG_TYPES = {
+    **{k: _n(int, at_least=1) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "max_src",
+                                        "max_tgt", "batch_tokens", "grad_accum", "log_interval", "eval_interval",
+                                        "eval_problems", "max_new_tokens", "eval_batch")},
+    **{k: _n(int, at_least=0) for k in ("limit", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or never
+    **{k: _n(float, above=0) for k in ("epochs", "lr", "grad_clip")},
+    **{k: _n(float, at_least=0) for k in ("time_budget_min", "weight_decay", "answer_weight")},
+    "dropout": _n(float, at_least=0, below=1), "min_lr_ratio": _n(float, at_least=0, at_most=1), "seed": _n(int),
+}
+
+
+def check_config(parser, cfg):
+    """Usage errors that involve more than one flag, or the file system: exit 2 with one line, before any work."""
+    if cfg.d_model % (2 * cfg.n_heads):
+        parser.error(f"--d-model {cfg.d_model} must be a multiple of 2 x --n-heads {cfg.n_heads} (rotary positions pair up each head's channels)")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        parser.error(f"--out {cfg.out} is a file, not a run folder: name a folder")
+
+
 def resolve_config(argv=None):
     """Defaults, then the preset, then flags given explicitly on the command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -111,12 +134,13 @@ def resolve_config(argv=None):
         elif f.name == "trace_format":
             parser.add_argument(flag, choices=data.TRACE_FORMATS, default=None, help=comments[f.name])
         else:
-            parser.add_argument(flag, type=type(f.default), default=None, help=f"{comments[f.name]} (default {f.default!r})")
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, type(f.default)), default=None, help=f"{comments[f.name]} (default {f.default!r})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     cfg = TrainConfig(**{**PRESETS[given.get("preset", "default")], **given})
     cfg.out = cfg.out or f"runs/{cfg.mode}"
+    check_config(parser, cfg)
     return cfg, args.resume
 
 
