@@ -275,6 +275,26 @@ def read_traces(path):
     return traces
 
 
+def trace_verdict(trace, gold, min_equations=1):
+    """
+    Why a trace must not be trained on, or None if it may: the teacher's checks (teacher.judge)
+    for a trace already normalized. unparsed: no '#### <number>' last line; wrong_answer: not
+    the GSM8K label; false_equation: an equation does not hold; no_equation: fewer than
+    min_equations checkable equations (arithmetic in prose can be neither checked nor learned).
+    Example: trace_verdict("2 + 2 = 5\n#### 5", "5") == "false_equation"
+    """
+    c = check_trace(trace)
+    if not c["well_formed"]:
+        return "unparsed"
+    if c["answer"] != gold:
+        return "wrong_answer"
+    if not c["all_hold"]:
+        return "false_equation"
+    if c["n_steps"] < min_equations:
+        return "no_equation"
+    return None
+
+
 # -----------------------------------------------------------------------------
 # Numbers and answers
 

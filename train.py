@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -199,6 +200,34 @@ def score(model, tok, problems, mode, task, cfg, calculator=None):
     return correct, texts
 
 
+def keep_sound_traces(traces, problems, path, log):
+    """
+    The traces of problems that pass the teacher's own checks (data.trace_verdict: '#### <the
+    GSM8K label>' last, every equation true, at least one), as read_traces gives them. The
+    rejected are counted by reason and printed; a file where most are rejected, or none is left,
+    stops the run: it is not traces of these problems, and training on it would teach falsehoods.
+    Example: traces = keep_sound_traces(data.read_traces(f), train, f, print)
+    """
+    gold = {p.id: p.answer for p in problems}
+    kept, rejected, checked = {}, Counter(), 0
+    for pid, ts in traces.items():
+        for trace in ts if pid in gold else []:  # traces of other problems are not used: nothing to check
+            checked += 1
+            reason = data.trace_verdict(trace, gold[pid])
+            if reason:
+                rejected[reason] += 1
+            else:
+                kept.setdefault(pid, []).append(trace)
+    n_bad = sum(rejected.values())
+    reasons = ", ".join(f"{reason} {k}" for reason, k in rejected.most_common())
+    if n_bad * 2 > checked or not kept:
+        sys.exit(f"error: {path}: {n_bad} of {checked} traces of the {len(problems)} train problems fail the teacher's checks "
+                 f"({reasons or 'no trace at all'}); check the file, or make it with teacher.py")
+    if n_bad:
+        log(f"warning: {path}: left out {n_bad} of {checked} traces that fail the teacher's checks ({reasons})")
+    return kept
+
+
 # -----------------------------------------------------------------------------
 # The loop
 
@@ -275,6 +304,7 @@ def main(argv=None):
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     if cfg.traces:
+        traces = keep_sound_traces(traces, train, cfg.traces, log)
         source = f"teacher traces from {cfg.traces}"
         missing = sum(p.id not in traces for p in train)
         if missing:

@@ -131,15 +131,28 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
     assert r.returncode == 1 and "last.pt not found" in r.stderr
 
 
-def test_partial_traces_warn_and_train(gsm8k_dir, tok_dir, tmp_path):
+def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
+    """Traces that the teacher would have rejected are left out, counted by reason; partial files warn and train."""
     problems = data.load_gsm8k("train", gsm8k_dir)[:64]
+    rows = [{"id": p.id, "trace": data.reference_to_trace(p.solution)} for p in problems[:40]]  # problem 28: no equation
+    rows += [{"id": p.id, "trace": "6 * 7 = 42\n#### 99999"} for p in problems[40:45]]
+    rows += [{"id": p.id, "trace": f"1 + 1 = 3\n#### {p.answer}"} for p in problems[45:48]]
+    rows += [{"id": p.id, "trace": f"so the answer is {p.answer}"} for p in problems[48:50]]
     f = tmp_path / "traces.jsonl"
-    f.write_text("".join(json.dumps({"id": p.id, "trace": data.reference_to_trace(p.solution)}) + "\n" for p in problems[:40]))
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "partial"
     r = run_train(["--traces", str(f), "--out", str(out), "--test-limit", "2"], gsm8k_dir, tok_dir)
-    assert "no trace for 24 of 64 train problems" in r.stdout
-    assert "cot examples: 40" in r.stdout
+    assert (f"left out 11 of 50 traces that fail the teacher's checks "
+            f"(wrong_answer 5, false_equation 3, unparsed 2, no_equation 1)") in r.stdout
+    assert "no trace for 25 of 64 train problems" in r.stdout
+    assert "cot examples: 39" in r.stdout
     assert json.loads((out / "metrics.json").read_text())["trace_source"].startswith("teacher traces from")
+    # a file where most traces are false stops the run before any training, in one line
+    f.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
+    r = run_train(["--traces", str(f), "--out", str(tmp_path / "false")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "traces.jsonl: 64 of 64 traces of the 64 train problems fail the teacher's checks (wrong_answer 64)" in r.stderr
+    assert not (tmp_path / "false" / "last.pt").exists()
 
 
 def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
