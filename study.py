@@ -110,6 +110,18 @@ def stale_setting(run_dir, train_argv):
     return None
 
 
+def how_to_go_on(run_dir):
+    """
+    The train.py flag that goes on with an unfinished run folder: --resume from its last.pt;
+    --overwrite when it stopped before its first checkpoint (nothing to keep, and train.py refuses
+    a non-empty folder without one of the two); none for a new folder.
+    Example: how_to_go_on(Path("runs/study-cpu/cot")) == ["--resume"]
+    """
+    if (run_dir / "last.pt").exists():
+        return ["--resume"]
+    return ["--overwrite"] if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) else []
+
+
 def student_steps(args, py, run_dir, mode, limit):
     """What one student still needs: its train.py command (or None when trained already) and
     the evaluations whose eval.json is missing; plus the eval folders the report reads."""
@@ -122,7 +134,7 @@ def student_steps(args, py, run_dir, mode, limit):
                  f"asks; use another --out or delete {run_dir}")
     train = None
     if not (run_dir / "metrics.json").exists():
-        train = [py, "train.py"] + train_argv + (["--resume"] if (run_dir / "last.pt").exists() else [])
+        train = [py, "train.py"] + train_argv + how_to_go_on(run_dir)
     else:
         print(f"{run_dir}: trained already")
     evals, folders = [], []

@@ -12,10 +12,12 @@ best.pt, last.pt and metrics.json: every number can be recomputed from it.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -73,6 +75,7 @@ class TrainConfig:
     device: str = ""               # cuda | mps | cpu; empty -> best available
     compile: bool = False          # torch.compile the model
     stop_after_steps: int = 0      # stop (as if interrupted) after this many steps; 0 = never
+    overwrite: bool = False        # start over in an --out that holds a run: its files are deleted first
 
 
 PRESETS = {
@@ -91,7 +94,7 @@ PRESETS = {
 
 # Settings that do not change what is trained: a run may be resumed (or reused by study.py) with others.
 MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir",
-                        "test_limit", "eval_batch"}
+                        "test_limit", "eval_batch", "overwrite"}
 
 
 # What each numeric setting may be, checked as the flags are read: a bad value is a one-line usage
@@ -109,12 +112,14 @@ FLAG_TYPES = {
 }
 
 
-def check_config(parser, cfg):
+def check_config(parser, cfg, resume):
     """Usage errors that involve more than one flag, or the file system: exit 2 with one line, before any work."""
     if cfg.d_model % (2 * cfg.n_heads):
         parser.error(f"--d-model {cfg.d_model} must be a multiple of 2 x --n-heads {cfg.n_heads} (rotary positions pair up each head's channels)")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
         parser.error(f"--out {cfg.out} is a file, not a run folder: name a folder")
+    if resume and cfg.overwrite:
+        parser.error("--resume continues the run in --out, --overwrite deletes it: choose one")
 
 
 def resolve_config(argv=None):
@@ -141,12 +146,48 @@ def resolve_config(argv=None):
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     cfg = TrainConfig(**{**PRESETS[given.get("preset", "default")], **given})
     cfg.out = cfg.out or f"runs/{cfg.mode}"
-    check_config(parser, cfg)
+    check_config(parser, cfg, args.resume)
     return cfg, args.resume
 
 
 # -----------------------------------------------------------------------------
 # What the student is taught
+
+
+# What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
+RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
+
+
+def lock_run_folder(out, resume, overwrite):
+    """
+    Make out this process's run folder, or exit with one line. An exclusive lock on out/.lock,
+    held while the process lives (the system drops it at exit, even on kill -9): a second
+    train.py with the same --out stops at once instead of mixing its log and checkpoints into
+    the first's. A folder that already holds anything is refused unless resumed (--resume) or
+    started over (--overwrite deletes the run's files and eval folders, nothing else).
+    Example: lock = lock_run_folder(Path("runs/cot"), resume=False, overwrite=False)  # keep it referenced
+    """
+    if resume and not (out / "last.pt").exists():
+        held = out.is_dir() and any(p.name != ".lock" for p in out.iterdir())
+        sys.exit(f"error: --resume: {out / 'last.pt'} not found; " + ("the run stopped before its first checkpoint: start it again with --overwrite"
+                                                                     if held else "start without --resume"))
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"error: {out} is in use by another train.py (it holds {out / '.lock'}); wait for it to end or use another --out")
+    held = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if held and not resume:
+        if not overwrite:
+            sys.exit(f"error: {out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): continue its run "
+                     f"with --resume, start over with --overwrite (deletes {', '.join(RUN_FILES)} and eval-*), or use another --out")
+        for p in out.iterdir():
+            if p.name in RUN_FILES:
+                p.unlink()
+            elif p.name.startswith("eval-") and p.is_dir():  # scores of the weights about to be replaced
+                shutil.rmtree(p)
+    return lock
 
 
 def shuffled_trace(trace, seed):
@@ -283,6 +324,7 @@ def main(argv=None):
     master = rank == 0
     log = print if master else (lambda *a, **k: None)
     out = Path(cfg.out)
+    run_lock = lock_run_folder(out, resume, cfg.overwrite) if master else None  # held until the process ends
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 

@@ -106,6 +106,39 @@ def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
     assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
 
 
+def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
+    import fcntl
+    out = tmp_path / "run"
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    out.mkdir()
+    with open(out / ".lock", "a") as held:  # as another train.py holds it, while it runs
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = run_train(args, gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "is in use by another train.py" in r.stderr
+    assert [p.name for p in out.iterdir()] == [".lock"]
+    run_train(args, gsm8k_dir, tok_dir)
+    before = {name: (out / name).read_bytes() for name in ("log.jsonl", "last.pt", "metrics.json")}
+    # a rerun without --resume into the finished folder: refused, nothing touched
+    r = run_train(args, gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "is not empty" in r.stderr and "--resume" in r.stderr and "--overwrite" in r.stderr
+    assert before == {name: (out / name).read_bytes() for name in before}
+    r = run_train(args + ["--resume", "--overwrite"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 2 and "choose one" in r.stderr
+    # --overwrite: the old run's files and evaluations go, other files stay, the new log is the new run's only
+    (out / "eval-test").mkdir()
+    (out / "eval-test" / "eval.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    run_train(args + ["--overwrite", "--lr", "0.002"], gsm8k_dir, tok_dir)
+    steps = [row["step"] for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in row]
+    assert steps == sorted(set(steps)) and not (out / "eval-test").exists() and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.002
+    # a run killed before its first checkpoint cannot be resumed: say how to start it again
+    for name in ("last.pt", "best.pt", "metrics.json"):
+        (out / name).unlink()
+    r = run_train(args + ["--resume"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "last.pt not found" in r.stderr and "--overwrite" in r.stderr
+
+
 def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "ddp"
     r = run_train(["--mode", "cot", "--out", str(out), "--test-limit", "4", "--limit", "128"], gsm8k_dir, tok_dir, torchrun=2)
