@@ -269,6 +269,37 @@ def keep_sound_traces(traces, problems, path, log):
     return kept
 
 
+def input_files(cfg, data_dir):
+    """
+    What a run reads, by content (data.file_record: name, path, rows, sha256, official): the
+    GSM8K files and the traces file. config.json and metrics.json keep it, so a resume or an
+    evaluation on other data is caught, and every score says what it was measured on.
+    Example: input_files(cfg, Path("data/gsm8k"))["train"]["rows"] == 7473
+    """
+    files = {"train": data_dir / "train.jsonl", "test": data_dir / "test.jsonl", **({"traces": cfg.traces} if cfg.traces else {})}
+    return {role: data.file_record(path) for role, path in files.items()}
+
+
+def check_same_inputs(out, ckpt, tok, files):
+    """
+    Exit with one line when a resume would go on with other data or another tokenizer than the
+    run began with (compared by sha256; the settings are compared by the caller): the model
+    would continue silently on other problems, or read its token ids as other pieces.
+    Example: check_same_inputs(Path("runs/cot"), ckpt, tok, input_files(cfg, data_dir))
+    """
+    config = out / "config.json"
+    was = json.loads(config.read_text()).get("data_files", {}) if config.exists() else {}
+    for role, now in files.items():
+        if role in was and was[role]["sha256"] != now["sha256"]:
+            sys.exit(f"error: --resume: {out} was trained on {was[role]['path']} ({was[role]['rows']} rows, sha256 "
+                     f"{was[role]['sha256'][:12]}...), not {now['path']} ({now['rows']} rows, sha256 {now['sha256'][:12]}...); "
+                     f"resume with the same data or start a new --out")
+    trained = (ckpt.get("tokenizer") or {}).get("sha256")
+    if trained and trained != tok.sha256:
+        sys.exit(f"error: --resume: {out / 'last.pt'} was trained with another tokenizer than {tok.path} (sha256 {trained[:12]}..., "
+                 f"not {tok.sha256[:12]}...); resume with the --tokenizer-dir and data it began with, or start a new --out")
+
+
 # -----------------------------------------------------------------------------
 # The loop
 
@@ -345,6 +376,7 @@ def main(argv=None):
         traces = data.read_traces(cfg.traces) if cfg.traces else None
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
+    files = input_files(cfg, data_dir)
     if cfg.traces:
         traces = keep_sound_traces(traces, train, cfg.traces, log)
         source = f"teacher traces from {cfg.traces}"
@@ -398,6 +430,7 @@ def main(argv=None):
             if key not in MAY_DIFFER_ON_RESUME and now != was:
                 sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
                          f"not {now!r}; resume with the same settings or start a new --out")
+        check_same_inputs(out, ckpt, tok, files)
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(ckpt["optimizer"])
         step, epoch, position, total_steps = ckpt["step"], ckpt["epoch"], ckpt["position"], ckpt["total_steps"]
@@ -418,7 +451,7 @@ def main(argv=None):
     if master:
         out.mkdir(parents=True, exist_ok=True)
         meta = {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
-                "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
+                "data_files": files, "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
         write_json(out / "config.json", meta)
     log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {total_steps} steps "
         f"({steps_per_epoch} per epoch x {cfg.epochs} epochs), device {device}, world {world}")
@@ -536,7 +569,8 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps):
     metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "steps": steps, "best_step": ckpt["step"],
-               "val_em": ckpt.get("val_em"), "device": str(device)}
+               "val_em": ckpt.get("val_em"), "device": str(device), "tokenizer_sha256": tok.sha256,
+               "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
     for task in data.ways_to_ask(cfg.mode):
         correct, _ = score(model, tok, test, cfg.mode, task, cfg)
         k = sum(correct)

@@ -139,6 +139,32 @@ def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
     assert r.returncode == 1 and "last.pt not found" in r.stderr and "--overwrite" in r.stderr
 
 
+def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    files = json.loads((out / "config.json").read_text())["data_files"]
+    assert files["train"] == data.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
+    # another GSM8K folder: one question differs (it also trains its own tokenizer)
+    other = tmp_path / "gsm8k-edited"
+    other.mkdir()
+    (other / "train.jsonl").write_text((gsm8k_dir / "train.jsonl").read_text().replace("Natalia", "Nathalie", 1))
+    (other / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
+    r = run_train(args + ["--resume", "--data-dir", str(other)], gsm8k_dir, tok_dir, check=False)
+    err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
+    assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
+    assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
+    # the same data, but another tokenizer found under the cached one's name
+    name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
+    data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)], tmp_path / "tok2" / name, 1000)
+    r = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "was trained with another tokenizer" in r.stderr and "Traceback" not in r.stderr
+    # the same inputs resume, and the scores say what they were measured on
+    run_train(args + ["--resume"], gsm8k_dir, tok_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_files"] == files and metrics["tokenizer_sha256"] == json.loads((out / "config.json").read_text())["tokenizer_sha256"]
+
+
 def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "ddp"
     r = run_train(["--mode", "cot", "--out", str(out), "--test-limit", "4", "--limit", "128"], gsm8k_dir, tok_dir, torchrun=2)
