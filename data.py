@@ -281,7 +281,7 @@ def trace_verdict(trace, gold, min_equations=1):
     for a trace already normalized. unparsed: no '#### <number>' last line; wrong_answer: not
     the GSM8K label; false_equation: an equation does not hold; no_equation: fewer than
     min_equations checkable equations (arithmetic in prose can be neither checked nor learned).
-    Example: trace_verdict("2 + 2 = 5\n#### 5", "5") == "false_equation"
+    Example: trace_verdict("2 + 2 = 5\\n#### 5", "5") == "false_equation"
     """
     c = check_trace(trace)
     if not c["well_formed"]:

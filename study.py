@@ -154,11 +154,12 @@ def check_step_args(parser, args, modes):
     a bad value is a usage error now, not a failed evaluation after an hour of training.
     Example: check_step_args(parser, parser.parse_args(["--eval-args", "--batch-size 0"]), ["cot"])  # exits 2
     """
-    for name, check in (("--train-args", lambda extra: resolve_config(["--mode", modes[0], *extra])),
-                        ("--eval-args", lambda extra: parse_eval_args(["RUN", *extra]))):
+    checks = {"--train-args": (args.train_args, lambda extra: resolve_config(["--mode", modes[0], "--preset", TRAIN_PRESET[args.preset], *extra])),
+              "--eval-args": (args.eval_args, lambda extra: parse_eval_args(["RUN", *extra]))}
+    for name, (text, check) in checks.items():
         try:
-            extra = shlex.split(getattr(args, name[2:].replace("-", "_")))
-            with contextlib.redirect_stderr(io.StringIO()) as err:
+            extra = shlex.split(text)
+            with contextlib.redirect_stderr(io.StringIO()) as err:  # their usage lines are not this tool's
                 check(extra)
         except ValueError as e:  # shlex: an unclosed quote
             parser.error(f"{name}: {e}")

@@ -113,7 +113,10 @@ FLAG_TYPES = {
 
 
 def check_config(parser, cfg, resume):
-    """Usage errors that involve more than one flag, or the file system: exit 2 with one line, before any work."""
+    """
+    Usage errors that involve more than one flag, or the file system: exit 2 with one line, before any work.
+    Example: check_config(parser, TrainConfig(d_model=6, n_heads=2), resume=False)  # exits 2: 6 is not a multiple of 4
+    """
     if cfg.d_model % (2 * cfg.n_heads):
         parser.error(f"--d-model {cfg.d_model} must be a multiple of 2 x --n-heads {cfg.n_heads} (rotary positions pair up each head's channels)")
     if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
@@ -152,42 +155,6 @@ def resolve_config(argv=None):
 
 # -----------------------------------------------------------------------------
 # What the student is taught
-
-
-# What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
-RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
-
-
-def lock_run_folder(out, resume, overwrite):
-    """
-    Make out this process's run folder, or exit with one line. An exclusive lock on out/.lock,
-    held while the process lives (the system drops it at exit, even on kill -9): a second
-    train.py with the same --out stops at once instead of mixing its log and checkpoints into
-    the first's. A folder that already holds anything is refused unless resumed (--resume) or
-    started over (--overwrite deletes the run's files and eval folders, nothing else).
-    Example: lock = lock_run_folder(Path("runs/cot"), resume=False, overwrite=False)  # keep it referenced
-    """
-    if resume and not (out / "last.pt").exists():
-        held = out.is_dir() and any(p.name != ".lock" for p in out.iterdir())
-        sys.exit(f"error: --resume: {out / 'last.pt'} not found; " + ("the run stopped before its first checkpoint: start it again with --overwrite"
-                                                                     if held else "start without --resume"))
-    out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / ".lock", "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        sys.exit(f"error: {out} is in use by another train.py (it holds {out / '.lock'}); wait for it to end or use another --out")
-    held = sorted(p.name for p in out.iterdir() if p.name != ".lock")
-    if held and not resume:
-        if not overwrite:
-            sys.exit(f"error: {out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): continue its run "
-                     f"with --resume, start over with --overwrite (deletes {', '.join(RUN_FILES)} and eval-*), or use another --out")
-        for p in out.iterdir():
-            if p.name in RUN_FILES:
-                p.unlink()
-            elif p.name.startswith("eval-") and p.is_dir():  # scores of the weights about to be replaced
-                shutil.rmtree(p)
-    return lock
 
 
 def shuffled_trace(trace, seed):
@@ -267,6 +234,46 @@ def keep_sound_traces(traces, problems, path, log):
     if n_bad:
         log(f"warning: {path}: left out {n_bad} of {checked} traces that fail the teacher's checks ({reasons})")
     return kept
+
+
+# -----------------------------------------------------------------------------
+# The run folder: one process, one run, one set of inputs
+
+
+# What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
+RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
+
+
+def lock_run_folder(out, resume, overwrite):
+    """
+    Make out this process's run folder, or exit with one line. An exclusive lock on out/.lock,
+    held while the process lives (the system drops it at exit, even on kill -9): a second
+    train.py with the same --out stops at once instead of mixing its log and checkpoints into
+    the first's. A folder that already holds anything is refused unless resumed (--resume) or
+    started over (--overwrite deletes the run's files and eval folders, nothing else).
+    Example: lock = lock_run_folder(Path("runs/cot"), resume=False, overwrite=False)  # keep it referenced
+    """
+    if resume and not (out / "last.pt").exists():
+        started = out.is_dir() and any(p.name != ".lock" for p in out.iterdir())
+        advice = "the run stopped before its first checkpoint: start it again with --overwrite" if started else "start without --resume"
+        sys.exit(f"error: --resume: {out / 'last.pt'} not found; {advice}")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"error: {out} is in use by another train.py (it holds {out / '.lock'}); wait for it to end or use another --out")
+    held = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if held and not resume:
+        if not overwrite:
+            sys.exit(f"error: {out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): continue its run "
+                     f"with --resume, start over with --overwrite (deletes {', '.join(RUN_FILES)} and eval-*), or use another --out")
+        for p in out.iterdir():
+            if p.name in RUN_FILES:
+                p.unlink()
+            elif p.name.startswith("eval-") and p.is_dir():  # scores of the weights about to be replaced
+                shutil.rmtree(p)
+    return lock
 
 
 def input_files(cfg, data_dir):
