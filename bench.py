@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data import arg_number
 from model import EncoderDecoder, ModelConfig
 
 # name: (d_model, n_heads, n_enc_layers, n_dec_layers, d_ff); smoke and default are train.py's.
@@ -400,10 +401,10 @@ def main(argv=None):
     parser.add_argument("--json", metavar="FILE", help="also write every figure (and the machine) to this JSON file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=list(PRESETS), help="training comparisons to run")
-    parser.add_argument("--reps", type=int, default=None, help="timed rounds per measurement, medians taken (default 3, quick 2)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per timed round (default 2, quick 1)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for weights and token ids")
+    parser.add_argument("--reps", type=arg_number(int, at_least=1), default=None, help="timed rounds per measurement, medians taken (default 3, quick 2)")
+    parser.add_argument("--steps", type=arg_number(int, at_least=1), default=None, help="training steps per timed round (default 2, quick 1)")
+    parser.add_argument("--threads", type=arg_number(int, at_least=0), default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=arg_number(int), default=0, help="seed for weights and token ids")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 3)
     args.steps = args.steps or (1 if args.quick else 2)

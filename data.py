@@ -12,6 +12,7 @@ Usage:
 import argparse
 import hashlib
 import json
+import math
 import os
 import random
 import re
@@ -71,6 +72,29 @@ def pick_device(name=None):
     if name:
         return torch.device(name)
     return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+
+
+def arg_number(kind=int, at_least=None, above=None, at_most=None, below=None):
+    """
+    An argparse type for a numeric flag: a finite int or float within the bounds given, else a
+    one-line usage error at parse time (exit 2), never a traceback (or a silent run on nothing) later.
+    Example: parser.add_argument("--epochs", type=arg_number(float, above=0))
+    """
+    def parse(text):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        for ok, bound, words in ((at_least is None or x >= at_least, at_least, "at least"), (above is None or x > above, above, "above"),
+                                 (at_most is None or x <= at_most, at_most, "at most"), (below is None or x < below, below, "below")):
+            if not ok:
+                raise argparse.ArgumentTypeError(f"{text} is out of range: it must be {words} {bound}")
+        return x
+
+    parse.__name__ = kind.__name__  # argparse's own messages name the type by it
+    return parse
 
 
 def sha256_file(path):
@@ -145,6 +169,45 @@ def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0, deadline=600.0):
     return data_dir
 
 
+def file_record(path):
+    """
+    What a data file is, by content, for config.json, metrics.json and eval.json: its name, path,
+    rows (non-blank lines) and sha256, and for train.jsonl / test.jsonl whether it is the official
+    GSM8K release. A run's numbers are only comparable with another's on the same files.
+    Example: file_record("data/gsm8k/test.jsonl")["rows"] == 1319
+    """
+    path = Path(path)
+    h, rows = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        for line in f:
+            h.update(line)
+            rows += bool(line.strip())
+    record = {"name": path.name, "path": str(path), "rows": rows, "sha256": h.hexdigest()}
+    if path.name in GSM8K_FILES:
+        record["official"] = record["sha256"] == GSM8K_FILES[path.name][1]
+    return record
+
+
+_warned = set()  # (path, sha256) already warned about in this process: once is loud enough
+
+
+def warn_if_unofficial(path):
+    """
+    Print to stderr, once per file and process, when a GSM8K file is not the official release
+    (a cut, edited or other file): it still loads, but its scores are not GSM8K's.
+    Example: warn_if_unofficial("data/gsm8k/test.jsonl")  # silent for the official file
+    """
+    r = file_record(path)
+    if r.get("official", True) or (r["path"], r["sha256"]) in _warned:
+        return r
+    _warned.add((r["path"], r["sha256"]))
+    rows, digest = GSM8K_FILES[r["name"]]
+    print(f"warning: {path} is NOT the official GSM8K {r['name']}: {r['rows']} rows, sha256 {r['sha256'][:12]}... "
+          f"(official: {rows} rows, {digest[:12]}...); its scores are not GSM8K scores. "
+          f"`python data.py download --data-dir DIR` fetches the official file", file=sys.stderr)
+    return r
+
+
 # -----------------------------------------------------------------------------
 # Problems and splits
 
@@ -157,9 +220,10 @@ class Problem:
     answer: str    # normalized final answer, e.g. "72" or "0.5"
 
 
-def read_jsonl(path):
+def read_jsonl(path, numbered=False):
     """
-    Rows of a JSONL file; a corrupt line raises an error naming file and line.
+    Rows of a JSONL file (blank lines skipped), or (line number, row) pairs with numbered=True,
+    for errors that name the line; a corrupt line raises an error naming file and line.
     Example: read_jsonl("data/gsm8k/test.jsonl")[0]["question"]
     """
     rows = []
@@ -168,9 +232,10 @@ def read_jsonl(path):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
+            rows.append((i, row) if numbered else row)
     return rows
 
 
@@ -195,15 +260,33 @@ def load_gsm8k(split, data_dir=None):
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python data.py download` or set GSM8K_DIR "
                                 f"(or --data-dir) to a folder holding {name}")
+    warn_if_unofficial(path)
     problems = []
-    for i, row in enumerate(read_jsonl(path)):
-        if "question" not in row or "answer" not in row:
-            raise ValueError(f"{path}: line {i + 1} lacks 'question' or 'answer'")
+    for i, (line, row) in enumerate(read_jsonl(path, numbered=True)):
+        what = gsm8k_row_error(row)
+        if what:
+            raise ValueError(f"{path}:{line}: {what}; fix or remove that line (`python data.py download` fetches the official file)")
         if split != "test" and is_val(row["question"]) != (split == "val"):
             continue
         problems.append(Problem(f"{name.split('.')[0]}-{i:05d}", row["question"], row["answer"],
                                 extract_answer(row["answer"])))
     return problems
+
+
+def gsm8k_row_error(row):
+    """
+    What is wrong with a GSM8K row, or None: a non-empty string question, and a string answer
+    ending in '#### <number>' (an answer without one would become a '#### ...' target of words).
+    Example: gsm8k_row_error({"question": "q?", "answer": 18}) == "'answer' must be a string ending in '#### <number>', not 18"
+    """
+    if not isinstance(row, dict):
+        return "a row must be an object with 'question' and 'answer'"
+    if not isinstance(row.get("question"), str) or not row["question"].strip():
+        return f"'question' must be a non-empty string, not {row.get('question')!r}"
+    answer = row.get("answer")
+    if not isinstance(answer, str) or "####" not in answer or extract_answer(answer) is None:
+        return f"'answer' must be a string ending in '#### <number>', not {answer if not isinstance(answer, str) else answer[-40:]!r}"
+    return None
 
 
 def read_traces(path):
@@ -220,6 +303,26 @@ def read_traces(path):
             raise ValueError(f"{path}:{i}: a trace line needs string fields 'id' and 'trace'")
         traces.setdefault(row["id"], []).append(row["trace"])
     return traces
+
+
+def trace_verdict(trace, gold, min_equations=1):
+    """
+    Why a trace must not be trained on, or None if it may: the teacher's checks (teacher.judge)
+    for a trace already normalized. unparsed: no '#### <number>' last line; wrong_answer: not
+    the GSM8K label; false_equation: an equation does not hold; no_equation: fewer than
+    min_equations checkable equations (arithmetic in prose can be neither checked nor learned).
+    Example: trace_verdict("2 + 2 = 5\\n#### 5", "5") == "false_equation"
+    """
+    c = check_trace(trace)
+    if not c["well_formed"]:
+        return "unparsed"
+    if c["answer"] != gold:
+        return "wrong_answer"
+    if not c["all_hold"]:
+        return "false_equation"
+    if c["n_steps"] < min_equations:
+        return "no_equation"
+    return None
 
 
 # -----------------------------------------------------------------------------

@@ -249,6 +249,31 @@ def load_tokenizer(ckpt, run_dir):
     return tok
 
 
+def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
+    """
+    The file an evaluation scores, by content, against what the run was trained with (its
+    config.json): {"file", "trained_on", "same_as_training", "warnings"}. A GSM8K split must be
+    the very file the run recorded (sha256), else a ValueError, unless other_data asks for it; an
+    --eval-file is other data by request. Warnings say what the numbers are not.
+    Example: eval_data(Path("runs/cot"), "test", None, None)["same_as_training"] is True
+    """
+    path = Path(eval_file) if eval_file else data.resolve_data_dir(data_dir) / ("test.jsonl" if split == "test" else "train.jsonl")
+    used = data.file_record(path)
+    config = Path(run_dir) / "config.json"
+    was = (json.loads(config.read_text()).get("data_files") or {}).get(split if split == "test" else "train") if config.exists() else None
+    same = None if eval_file or not was else was["sha256"] == used["sha256"]  # None: nothing to compare with
+    if same is False and not other_data:
+        raise ValueError(f"{path} ({used['rows']} rows, sha256 {used['sha256'][:12]}...) is not the {path.name} run {run_dir} was trained "
+                         f"with ({was['path']}, {was['rows']} rows, sha256 {was['sha256'][:12]}...); pass --data-dir to that "
+                         f"folder, or --other-data to score this file anyway")
+    warnings = []
+    if same is False:
+        warnings.append(f"scored on {path} ({used['rows']} rows), not the {path.name} the run was trained with ({was['rows']} rows)")
+    if used.get("official") is False:
+        warnings.append(f"{path} is not the official GSM8K {path.name} ({used['rows']} rows): not a GSM8K score")
+    return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
+
+
 def decode_all(model, sources, max_new, batch_size, calculator, label, prefix=()):
     """
     Greedy outputs in the original order and the seconds taken: the batches of one generate_many
@@ -296,7 +321,7 @@ def eval_dir_name(split, eval_file, calculator, limit):
 
 
 def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, out=None, batch_size=None,
-                 max_new_tokens=None, latency_samples=20, device=None, data_dir=None):
+                 max_new_tokens=None, latency_samples=20, device=None, data_dir=None, other_data=False):
     """
     Decode every problem greedily, check every output, write predictions.jsonl and eval.json
     into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict.
@@ -309,6 +334,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     mode = cfg.get("mode", "cot")
     tok = load_tokenizer(ckpt, run_dir)
     problems = load_problems(split, eval_file, data_dir or cfg.get("data_dir") or None)[: limit or None]
+    data_info = eval_data(run_dir, split, eval_file, data_dir or cfg.get("data_dir") or None, other_data)
     if not problems:
         raise ValueError(f"no problems to score in {eval_file or split}")
     out = Path(out or run_dir / eval_dir_name(split, eval_file, calculator, limit))
@@ -353,8 +379,8 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
     report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
               "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
-              "device": str(device), "torch": torch.__version__,
-              "warnings": [w for w in (reasoning_warning(mode, m) for m in results) if w],
+              "device": str(device), "torch": torch.__version__, "data": data_info, "tokenizer_sha256": tok.sha256,
+              "warnings": [w for w in (reasoning_warning(mode, m) for m in results) if w] + data_info["warnings"],
               "efficiency": {"params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                              # the file also holds optimizer state, hence the weights' own size beside it
                              "checkpoint_mb": ckpt_path.stat().st_size / 2 ** 20, "weights_mb": weights / 2 ** 20,
@@ -494,13 +520,15 @@ def compare(runs, args):
     out = Path(args.out or "runs/report")
     out.mkdir(parents=True, exist_ok=True)
     entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id
+    data_warnings = []  # what an eval.json says its data is not, once per folder
     for run in runs:
         run = Path(run)
         folder = run if (run / "eval.json").exists() else resolve_run(run)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
         if not (folder / "eval.json").exists():
             evaluate_run(run, args.split, args.eval_file, args.calculator, args.limit, folder, args.batch_size,
-                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir)
+                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
         report, rows = read_eval(folder)
+        data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
         for m in report["results"]:
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": report["run"],
                             "folder": str(folder), "device": report["device"], "preds": {r["id"]: r for r in rows if r.get("task") == m["task"]}})
@@ -540,6 +568,8 @@ def compare(runs, args):
     warnings = [w for w in (reasoning_warning(e["mode"], e["m"]) for e in entries) if w]
     for w in warnings:
         lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]
+    for w in data_warnings:
+        lines += ["", f"**Warning: {w}.**"]
     lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
 
     lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
@@ -613,11 +643,13 @@ def parse_args(argv=None):
     a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
     a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
     a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
-    a("--limit", type=int, default=0, help="score only the first N problems (0 = all)")
-    a("--batch-size", type=int, help="sequences decoded together (default: the run's eval_batch)")
-    a("--max-new-tokens", type=int, help="decoding budget for reasoning (default: the run's max_new_tokens)")
-    a("--latency-samples", type=int, default=20, help="first N problems timed one at a time for latency (0 = skip)")
-    a("--examples", type=int, default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    a("--limit", type=data.arg_number(int, at_least=0), default=0, help="score only the first N problems (0 = all)")
+    a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
+    a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
+      "differs); eval.json and the report say so")
     a("--device", help="cuda | cpu (default: cuda when available)")
     a("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
     a("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
@@ -634,7 +666,7 @@ def main(argv=None):
                 sys.exit("error: --out names one folder; evaluate one run at a time with it")
             for run in args.runs:
                 evaluate_run(run, args.split, args.eval_file, args.calculator, args.limit, args.out, args.batch_size,
-                             args.max_new_tokens, args.latency_samples, args.device, args.data_dir)
+                             args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
 

@@ -14,6 +14,8 @@ then run one at a time with every thread, so latency and memory are measured ali
 A run folder trained with other settings than the study's is refused, not reused.
 """
 import argparse
+import contextlib
+import io
 import json
 import os
 import shlex
@@ -26,8 +28,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
-from evaluate import eval_dir_name
-from data import write_atomic
+from evaluate import eval_dir_name, parse_args as parse_eval_args
+from data import arg_number, write_atomic
 TRAIN_PRESET = {"cpu": "default", "gpu": "gpu", "smoke": "smoke"}
 
 
@@ -108,6 +110,18 @@ def stale_setting(run_dir, train_argv):
     return None
 
 
+def how_to_go_on(run_dir):
+    """
+    The train.py flag that goes on with an unfinished run folder: --resume from its last.pt;
+    --overwrite when it stopped before its first checkpoint (nothing to keep, and train.py refuses
+    a non-empty folder without one of the two); none for a new folder.
+    Example: how_to_go_on(Path("runs/study-cpu/cot")) == ["--resume"]
+    """
+    if (run_dir / "last.pt").exists():
+        return ["--resume"]
+    return ["--overwrite"] if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) else []
+
+
 def student_steps(args, py, run_dir, mode, limit):
     """What one student still needs: its train.py command (or None when trained already) and
     the evaluations whose eval.json is missing; plus the eval folders the report reads."""
@@ -120,7 +134,7 @@ def student_steps(args, py, run_dir, mode, limit):
                  f"asks; use another --out or delete {run_dir}")
     train = None
     if not (run_dir / "metrics.json").exists():
-        train = [py, "train.py"] + train_argv + (["--resume"] if (run_dir / "last.pt").exists() else [])
+        train = [py, "train.py"] + train_argv + how_to_go_on(run_dir)
     else:
         print(f"{run_dir}: trained already")
     evals, folders = [], []
@@ -134,12 +148,31 @@ def student_steps(args, py, run_dir, mode, limit):
     return train, evals, folders
 
 
+def check_step_args(parser, args, modes):
+    """
+    Read --train-args and --eval-args as train.py and evaluate.py will, before any step runs:
+    a bad value is a usage error now, not a failed evaluation after an hour of training.
+    Example: check_step_args(parser, parser.parse_args(["--eval-args", "--batch-size 0"]), ["cot"])  # exits 2
+    """
+    checks = {"--train-args": (args.train_args, lambda extra: resolve_config(["--mode", modes[0], "--preset", TRAIN_PRESET[args.preset], *extra])),
+              "--eval-args": (args.eval_args, lambda extra: parse_eval_args(["RUN", *extra]))}
+    for name, (text, check) in checks.items():
+        try:
+            extra = shlex.split(text)
+            with contextlib.redirect_stderr(io.StringIO()) as err:  # their usage lines are not this tool's
+                check(extra)
+        except ValueError as e:  # shlex: an unclosed quote
+            parser.error(f"{name}: {e}")
+        except SystemExit:
+            parser.error(f"{name}: {err.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESET), default="cpu", help="study size: cpu (train.py preset default), gpu, smoke")
     parser.add_argument("--out", default="", help="study folder (default runs/study-<preset>)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated students to train")
-    parser.add_argument("--jobs", type=int, default=1, help="students run side by side, each with cores/jobs CPU threads and its output in "
+    parser.add_argument("--jobs", type=arg_number(int, at_least=1), default=1, help="students run side by side, each with cores/jobs CPU threads and its output in "
                         "<out>/<mode>.log (on 2 CPU cores, 2 jobs do about 9%% more work than 1; small students can share a GPU too)")
     parser.add_argument("--traces", default="", help="teacher traces JSONL (default: GSM8K reference solutions)")
     parser.add_argument("--teacher", default="", help="the teacher's `teacher.py --eval` file, for its row of the report")
@@ -153,15 +186,14 @@ def main():
             parser.error(f"unknown mode {mode!r}: choose from {', '.join(MODES)}")
     if len(set(modes)) < len(modes):
         parser.error(f"--modes {args.modes}: each student once")
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    check_step_args(parser, args, modes)
     out = Path(args.out or f"runs/study-{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     steps = StepLog(out / "study.json", {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions"})
     # the folders evaluate.py writes, named by the settings that change the numbers
     extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--limit", type=int, default=0)
+    extra.add_argument("--limit", type=arg_number(int, at_least=0), default=0)
     limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
     plans = {mode: student_steps(args, py, out / mode, mode, limit) for mode in modes}
     to_train = [mode for mode in modes if plans[mode][0]]

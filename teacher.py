@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, write_atomic
+from data import check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, trace_verdict, write_atomic
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
@@ -143,16 +143,7 @@ def judge(text, finish_reason, gold, min_equations=1):
     trace = normalize_reply(text)
     if finish_reason == "length":  # a cut-off reply may still end in a number: never trust it
         return trace, "truncated"
-    c = check_trace(trace)
-    if not c["well_formed"]:
-        return trace, "unparsed"
-    if c["answer"] != gold:
-        return trace, "wrong_answer"
-    if not c["all_hold"]:
-        return trace, "false_equation"
-    if c["n_steps"] < min_equations:  # arithmetic done in prose cannot be checked, nor learned from
-        return trace, "no_equation"
-    return trace, None
+    return trace, trace_verdict(trace, gold, min_equations)  # the checks train.py --traces applies too
 
 
 # -----------------------------------------------------------------------------

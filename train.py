@@ -12,12 +12,15 @@ best.pt, last.pt and metrics.json: every number can be recomputed from it.
 """
 import argparse
 import datetime
+import fcntl
 import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -76,6 +79,7 @@ class TrainConfig:
     device: str = ""               # cuda | mps | cpu; empty -> best available
     compile: bool = False          # torch.compile the model
     stop_after_steps: int = 0      # stop (as if interrupted) after this many steps; 0 = never
+    overwrite: bool = False        # start over in an --out that holds a run: its files are deleted first
 
 
 PRESETS = {
@@ -94,7 +98,35 @@ PRESETS = {
 
 # Settings that do not change what is trained: a run may be resumed (or reused by study.py) with others.
 MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir",
-                        "test_limit", "eval_batch"}
+                        "test_limit", "eval_batch", "overwrite"}
+
+
+# What each numeric setting may be, checked as the flags are read: a bad value is a one-line usage
+# error, not a traceback mid-run (--grad-accum 0), a crash after training (--eval-batch 0) or a
+# silent run on something else (--limit -5 trained on all but 5 problems).
+_n = data.arg_number
+FLAG_TYPES = {
+    **{k: _n(int, at_least=1) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "max_src",
+                                        "max_tgt", "batch_tokens", "grad_accum", "log_interval", "eval_interval",
+                                        "eval_problems", "max_new_tokens", "eval_batch", "variants")},
+    **{k: _n(int, at_least=0) for k in ("limit", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or never
+    **{k: _n(float, above=0) for k in ("epochs", "lr", "grad_clip")},
+    **{k: _n(float, at_least=0) for k in ("time_budget_min", "weight_decay", "answer_weight")},
+    "dropout": _n(float, at_least=0, below=1), "min_lr_ratio": _n(float, at_least=0, at_most=1), "seed": _n(int),
+}
+
+
+def check_config(parser, cfg, resume):
+    """
+    Usage errors that involve more than one flag, or the file system: exit 2 with one line, before any work.
+    Example: check_config(parser, TrainConfig(d_model=6, n_heads=2), resume=False)  # exits 2: 6 is not a multiple of 4
+    """
+    if cfg.d_model % (2 * cfg.n_heads):
+        parser.error(f"--d-model {cfg.d_model} must be a multiple of 2 x --n-heads {cfg.n_heads} (rotary positions pair up each head's channels)")
+    if Path(cfg.out).exists() and not Path(cfg.out).is_dir():
+        parser.error(f"--out {cfg.out} is a file, not a run folder: name a folder")
+    if resume and cfg.overwrite:
+        parser.error("--resume continues the run in --out, --overwrite deletes it: choose one")
 
 
 def resolve_config(argv=None):
@@ -115,12 +147,13 @@ def resolve_config(argv=None):
         elif f.name == "trace_format":
             parser.add_argument(flag, choices=data.TRACE_FORMATS, default=None, help=comments[f.name])
         else:
-            parser.add_argument(flag, type=type(f.default), default=None, help=f"{comments[f.name]} (default {f.default!r})")
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, type(f.default)), default=None, help=f"{comments[f.name]} (default {f.default!r})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     cfg = TrainConfig(**{**PRESETS[given.get("preset", "default")], **given})
     cfg.out = cfg.out or f"runs/{cfg.mode}"
+    check_config(parser, cfg, args.resume)
     return cfg, args.resume
 
 
@@ -232,6 +265,105 @@ def score(model, tok, problems, mode, task, cfg, calculator=None):
     return correct, texts
 
 
+def keep_sound_traces(traces, problems, path, log):
+    """
+    The traces of problems that pass the teacher's own checks (data.trace_verdict: '#### <the
+    GSM8K label>' last, every equation true, at least one), as read_traces gives them. The
+    rejected are counted by reason and printed; a file where most are rejected, or none is left,
+    stops the run: it is not traces of these problems, and training on it would teach falsehoods.
+    Example: traces = keep_sound_traces(data.read_traces(f), train, f, print)
+    """
+    gold = {p.id: p.answer for p in problems}
+    kept, rejected, checked = {}, Counter(), 0
+    for pid, ts in traces.items():
+        for trace in ts if pid in gold else []:  # traces of other problems are not used: nothing to check
+            checked += 1
+            reason = data.trace_verdict(trace, gold[pid])
+            if reason:
+                rejected[reason] += 1
+            else:
+                kept.setdefault(pid, []).append(trace)
+    n_bad = sum(rejected.values())
+    reasons = ", ".join(f"{reason} {k}" for reason, k in rejected.most_common())
+    if n_bad * 2 > checked or not kept:
+        sys.exit(f"error: {path}: {n_bad} of {checked} traces of the {len(problems)} train problems fail the teacher's checks "
+                 f"({reasons or 'no trace at all'}); check the file, or make it with teacher.py")
+    if n_bad:
+        log(f"warning: {path}: left out {n_bad} of {checked} traces that fail the teacher's checks ({reasons})")
+    return kept
+
+
+# -----------------------------------------------------------------------------
+# The run folder: one process, one run, one set of inputs
+
+
+# What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
+RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
+
+
+def lock_run_folder(out, resume, overwrite):
+    """
+    Make out this process's run folder, or exit with one line. An exclusive lock on out/.lock,
+    held while the process lives (the system drops it at exit, even on kill -9): a second
+    train.py with the same --out stops at once instead of mixing its log and checkpoints into
+    the first's. A folder that already holds anything is refused unless resumed (--resume) or
+    started over (--overwrite deletes the run's files and eval folders, nothing else).
+    Example: lock = lock_run_folder(Path("runs/cot"), resume=False, overwrite=False)  # keep it referenced
+    """
+    if resume and not (out / "last.pt").exists():
+        started = out.is_dir() and any(p.name != ".lock" for p in out.iterdir())
+        advice = "the run stopped before its first checkpoint: start it again with --overwrite" if started else "start without --resume"
+        sys.exit(f"error: --resume: {out / 'last.pt'} not found; {advice}")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = open(out / ".lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(f"error: {out} is in use by another train.py (it holds {out / '.lock'}); wait for it to end or use another --out")
+    held = sorted(p.name for p in out.iterdir() if p.name != ".lock")
+    if held and not resume:
+        if not overwrite:
+            sys.exit(f"error: {out} is not empty ({', '.join(held[:5])}{', ...' if len(held) > 5 else ''}): continue its run "
+                     f"with --resume, start over with --overwrite (deletes {', '.join(RUN_FILES)} and eval-*), or use another --out")
+        for p in out.iterdir():
+            if p.name in RUN_FILES:
+                p.unlink()
+            elif p.name.startswith("eval-") and p.is_dir():  # scores of the weights about to be replaced
+                shutil.rmtree(p)
+    return lock
+
+
+def input_files(cfg, data_dir):
+    """
+    What a run reads, by content (data.file_record: name, path, rows, sha256, official): the
+    GSM8K files and the traces file. config.json and metrics.json keep it, so a resume or an
+    evaluation on other data is caught, and every score says what it was measured on.
+    Example: input_files(cfg, Path("data/gsm8k"))["train"]["rows"] == 7473
+    """
+    files = {"train": data_dir / "train.jsonl", "test": data_dir / "test.jsonl", **({"traces": cfg.traces} if cfg.traces else {})}
+    return {role: data.file_record(path) for role, path in files.items()}
+
+
+def check_same_inputs(out, ckpt, tok, files):
+    """
+    Exit with one line when a resume would go on with other data or another tokenizer than the
+    run began with (compared by sha256; the settings are compared by the caller): the model
+    would continue silently on other problems, or read its token ids as other pieces.
+    Example: check_same_inputs(Path("runs/cot"), ckpt, tok, input_files(cfg, data_dir))
+    """
+    config = out / "config.json"
+    was = json.loads(config.read_text()).get("data_files", {}) if config.exists() else {}
+    for role, now in files.items():
+        if role in was and was[role]["sha256"] != now["sha256"]:
+            sys.exit(f"error: --resume: {out} was trained on {was[role]['path']} ({was[role]['rows']} rows, sha256 "
+                     f"{was[role]['sha256'][:12]}...), not {now['path']} ({now['rows']} rows, sha256 {now['sha256'][:12]}...); "
+                     f"resume with the same data or start a new --out")
+    trained = (ckpt.get("tokenizer") or {}).get("sha256")
+    if trained and trained != tok.sha256:
+        sys.exit(f"error: --resume: {out / 'last.pt'} was trained with another tokenizer than {tok.path} (sha256 {trained[:12]}..., "
+                 f"not {tok.sha256[:12]}...); resume with the --tokenizer-dir and data it began with, or start a new --out")
+
+
 # -----------------------------------------------------------------------------
 # The loop
 
@@ -287,6 +419,7 @@ def main(argv=None):
     master = rank == 0
     log = print if master else (lambda *a, **k: None)
     out = Path(cfg.out)
+    run_lock = lock_run_folder(out, resume, cfg.overwrite) if master else None  # held until the process ends
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
 
@@ -307,7 +440,9 @@ def main(argv=None):
         traces = data.read_traces(cfg.traces) if cfg.traces else None
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
+    files = input_files(cfg, data_dir)
     if cfg.traces:
+        traces = keep_sound_traces(traces, train, cfg.traces, log)
         source = f"teacher traces from {cfg.traces}"
         missing = sum(p.id not in traces for p in train)
         if missing:
@@ -364,6 +499,7 @@ def main(argv=None):
             if key not in MAY_DIFFER_ON_RESUME and now != was:
                 sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
                          f"not {now!r}; resume with the same settings or start a new --out")
+        check_same_inputs(out, ckpt, tok, files)
         model.load_state_dict(loaded.state_dict())
         optimizer.load_state_dict(ckpt["optimizer"])
         step, epoch, position, total_steps = ckpt["step"], ckpt["epoch"], ckpt["position"], ckpt["total_steps"]
@@ -385,7 +521,7 @@ def main(argv=None):
         out.mkdir(parents=True, exist_ok=True)
         meta = {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
                 "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()},
-                "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
+                "data_files": files, "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
         write_json(out / "config.json", meta)
     log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {total_steps} steps "
         f"({steps_per_epoch} per epoch x {cfg.epochs} epochs), device {device}, world {world}")
@@ -505,7 +641,8 @@ def finish(cfg, out, tok, device, source, tokens_seen, train_time, steps, n_exam
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                "train_time_s": round(train_time, 1), "tokens_seen": tokens_seen, "steps": steps, "best_step": ckpt["step"],
                "val_em": ckpt.get("val_em"), "device": str(device), "variants": cfg.variants, "train_examples": n_examples,
-               "mask_results": cfg.mask_results, "calculator": cfg.mask_results}
+               "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
+               "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
     for task in data.ways_to_ask(cfg.mode):
         correct, _ = score(model, tok, test, cfg.mode, task, cfg, data.Calculator(tok) if cfg.mask_results else None)
         k = sum(correct)

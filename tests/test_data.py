@@ -130,6 +130,39 @@ def test_corrupt_line_names_file_and_line(tmp_path):
         data.load_gsm8k("train", tmp_path)
 
 
+@pytest.mark.parametrize("bad_row", [
+    {"question": "q?", "answer": 18},                 # an integer answer: was a TypeError traceback
+    {"question": None, "answer": "#### 1"},           # a null question: was a traceback
+    {"question": "  ", "answer": "#### 1"},
+    {"question": "q?", "answer": "no number here"},   # was trained as the target '#### no number here'
+    {"question": "q?", "answer": "so 4 + 5 = 9"},     # no '####' line: the flexible rule is for outputs, not labels
+    {"answer": "#### 1"}, ["q?", "#### 1"],
+])
+def test_bad_rows_name_file_and_line(bad_row, tmp_path):
+    good = json.dumps({"question": "q?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"})
+    (tmp_path / "test.jsonl").write_text(good + "\n\n" + json.dumps(bad_row) + "\n")  # the blank line counts: line 3
+    with pytest.raises(ValueError, match=r"test.jsonl:3: .*fix or remove that line") as e:
+        data.load_gsm8k("test", tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_file_that_is_not_the_official_one_is_said_loudly_and_recorded(gsm8k_dir, tmp_path, capsys):
+    assert data.file_record(gsm8k_dir / "train.jsonl") == {"name": "train.jsonl", "path": str(gsm8k_dir / "train.jsonl"), "rows": 7473,
+                                                           "sha256": data.GSM8K_FILES["train.jsonl"][1], "official": True}
+    data.load_gsm8k("test", gsm8k_dir)
+    assert capsys.readouterr().err == ""  # the official files load in silence
+    lines = (gsm8k_dir / "train.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "train.jsonl").write_text("".join(lines[:2888]))  # cut at a line boundary: every row still reads
+    (tmp_path / "test.jsonl").write_text("".join((gsm8k_dir / "test.jsonl").read_text().splitlines(keepends=True)[:20]))
+    assert len(data.load_gsm8k("train", tmp_path)) + len(data.load_gsm8k("val", tmp_path)) == 2888
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "NOT the official GSM8K train.jsonl: 2888 rows" in err[0] and "7473 rows" in err[0]  # once per file
+    data.load_gsm8k("test", tmp_path)
+    assert "NOT the official GSM8K test.jsonl: 20 rows" in capsys.readouterr().err
+    record = data.file_record(tmp_path / "test.jsonl")
+    assert (record["rows"], record["official"]) == (20, False) and record["sha256"] == hashlib.sha256((tmp_path / "test.jsonl").read_bytes()).hexdigest()
+
+
 def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="python data.py download"):
         data.load_gsm8k("test", tmp_path)

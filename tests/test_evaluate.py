@@ -249,6 +249,36 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
         assert all(f"**Warning: {w}**" in md for w in rep["warnings"])
 
 
+def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_path, gsm8k_dir):
+    run = smoke_run(tmp_path / "answer", "answer", gsm8k_dir)
+    evaluate = lambda *a: subprocess.run([sys.executable, "evaluate.py", str(run), "--limit", "4", "--latency-samples", "0", *map(str, a)],
+                                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = evaluate("--data-dir", gsm8k_dir)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((run / "eval-test-limit4" / "eval.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    assert report["data"]["file"] == data.file_record(gsm8k_dir / "test.jsonl") and report["data"]["file"]["official"]
+    assert report["data"]["same_as_training"] is True and report["tokenizer_sha256"] == config["tokenizer_sha256"]
+    # a 20-line test.jsonl is not "test": refused, unless asked for, and then said everywhere
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "test.jsonl").write_text("".join((gsm8k_dir / "test.jsonl").read_text().splitlines(keepends=True)[:20]))
+    r = evaluate("--data-dir", small)
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1].startswith("error:") and "--other-data" in r.stderr
+    assert "is not the test.jsonl run" in r.stderr and "Traceback" not in r.stderr
+    r = evaluate("--data-dir", small, "--other-data", "--out", tmp_path / "eval-small")
+    assert r.returncode == 0, r.stderr
+    assert "NOT the official GSM8K test.jsonl: 20 rows" in r.stderr
+    report = json.loads((tmp_path / "eval-small" / "eval.json").read_text())
+    assert report["data"]["same_as_training"] is False and report["data"]["file"]["rows"] == 20
+    assert len(report["data"]["warnings"]) == 2 and set(report["data"]["warnings"]) <= set(report["warnings"])
+    assert all(f"warning: {w}" in r.stdout for w in report["data"]["warnings"])
+    r = subprocess.run([sys.executable, "evaluate.py", "--compare", tmp_path / "eval-small", "--out", tmp_path / "report"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "not the test.jsonl the run was trained with" in (tmp_path / "report" / "report.md").read_text()
+
+
 def write_eval(folder, mode, outputs, golds, run_dir):
     """An eval folder as evaluate_run writes it, from hand-made outputs."""
     folder.mkdir(parents=True)

@@ -75,3 +75,17 @@ def test_study_rejects_bad_modes(tmp_path):
         r = subprocess.run([sys.executable, "study.py", "--modes", modes, "--out", str(tmp_path)], cwd=ROOT,
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 2 and message in r.stderr
+
+
+def test_study_restarts_a_run_stopped_before_its_first_checkpoint(tmp_path):
+    """train.py refuses a non-empty --out without --resume or --overwrite: the study picks the one that fits."""
+    import study
+    run_dir = tmp_path / "cot"
+    assert study.how_to_go_on(run_dir) == []
+    run_dir.mkdir()
+    (run_dir / ".lock").touch()
+    assert study.how_to_go_on(run_dir) == []
+    (run_dir / "log.jsonl").write_text(json.dumps({"step": 20, "loss": 3.2}) + "\n")  # killed before step 500's checkpoint
+    assert study.how_to_go_on(run_dir) == ["--overwrite"]
+    (run_dir / "last.pt").write_bytes(b"")
+    assert study.how_to_go_on(run_dir) == ["--resume"]

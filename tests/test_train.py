@@ -106,6 +106,65 @@ def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
     assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
 
 
+def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
+    import fcntl
+    out = tmp_path / "run"
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    out.mkdir()
+    with open(out / ".lock", "a") as held:  # as another train.py holds it, while it runs
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = run_train(args, gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "is in use by another train.py" in r.stderr
+    assert [p.name for p in out.iterdir()] == [".lock"]
+    run_train(args, gsm8k_dir, tok_dir)
+    before = {name: (out / name).read_bytes() for name in ("log.jsonl", "last.pt", "metrics.json")}
+    # a rerun without --resume into the finished folder: refused, nothing touched
+    r = run_train(args, gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "is not empty" in r.stderr and "--resume" in r.stderr and "--overwrite" in r.stderr
+    assert before == {name: (out / name).read_bytes() for name in before}
+    r = run_train(args + ["--resume", "--overwrite"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 2 and "choose one" in r.stderr
+    # --overwrite: the old run's files and evaluations go, other files stay, the new log is the new run's only
+    (out / "eval-test").mkdir()
+    (out / "eval-test" / "eval.json").write_text("{}")
+    (out / "notes.txt").write_text("mine")
+    run_train(args + ["--overwrite", "--lr", "0.002"], gsm8k_dir, tok_dir)
+    steps = [row["step"] for row in map(json.loads, (out / "log.jsonl").read_text().splitlines()) if "loss" in row]
+    assert steps == sorted(set(steps)) and not (out / "eval-test").exists() and (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.002
+    # a run killed before its first checkpoint cannot be resumed: say how to start it again
+    for name in ("last.pt", "best.pt", "metrics.json"):
+        (out / name).unlink()
+    r = run_train(args + ["--resume"], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "last.pt not found" in r.stderr and "--overwrite" in r.stderr
+
+
+def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    files = json.loads((out / "config.json").read_text())["data_files"]
+    assert files["train"] == data.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
+    # another GSM8K folder: one question differs (it also trains its own tokenizer)
+    other = tmp_path / "gsm8k-edited"
+    other.mkdir()
+    (other / "train.jsonl").write_text((gsm8k_dir / "train.jsonl").read_text().replace("Natalia", "Nathalie", 1))
+    (other / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
+    r = run_train(args + ["--resume", "--data-dir", str(other)], gsm8k_dir, tok_dir, check=False)
+    err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
+    assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
+    assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
+    # the same data, but another tokenizer found under the cached one's name
+    name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
+    data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)], tmp_path / "tok2" / name, 1000)
+    r = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and "was trained with another tokenizer" in r.stderr and "Traceback" not in r.stderr
+    # the same inputs resume, and the scores say what they were measured on
+    run_train(args + ["--resume"], gsm8k_dir, tok_dir)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data_files"] == files and metrics["tokenizer_sha256"] == json.loads((out / "config.json").read_text())["tokenizer_sha256"]
+
+
 def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "ddp"
     r = run_train(["--mode", "cot", "--out", str(out), "--test-limit", "4", "--limit", "128"], gsm8k_dir, tok_dir, torchrun=2)
@@ -131,15 +190,28 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
     assert r.returncode == 1 and "last.pt not found" in r.stderr
 
 
-def test_partial_traces_warn_and_train(gsm8k_dir, tok_dir, tmp_path):
+def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
+    """Traces that the teacher would have rejected are left out, counted by reason; partial files warn and train."""
     problems = data.load_gsm8k("train", gsm8k_dir)[:64]
+    rows = [{"id": p.id, "trace": data.reference_to_trace(p.solution)} for p in problems[:40]]  # problem 28: no equation
+    rows += [{"id": p.id, "trace": "6 * 7 = 42\n#### 99999"} for p in problems[40:45]]
+    rows += [{"id": p.id, "trace": f"1 + 1 = 3\n#### {p.answer}"} for p in problems[45:48]]
+    rows += [{"id": p.id, "trace": f"so the answer is {p.answer}"} for p in problems[48:50]]
     f = tmp_path / "traces.jsonl"
-    f.write_text("".join(json.dumps({"id": p.id, "trace": data.reference_to_trace(p.solution)}) + "\n" for p in problems[:40]))
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "partial"
     r = run_train(["--traces", str(f), "--out", str(out), "--test-limit", "2"], gsm8k_dir, tok_dir)
-    assert "no trace for 24 of 64 train problems" in r.stdout
-    assert "cot examples: 40" in r.stdout
+    assert (f"left out 11 of 50 traces that fail the teacher's checks "
+            f"(wrong_answer 5, false_equation 3, unparsed 2, no_equation 1)") in r.stdout
+    assert "no trace for 25 of 64 train problems" in r.stdout
+    assert "cot examples: 39" in r.stdout
     assert json.loads((out / "metrics.json").read_text())["trace_source"].startswith("teacher traces from")
+    # a file where most traces are false stops the run before any training, in one line
+    f.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
+    r = run_train(["--traces", str(f), "--out", str(tmp_path / "false")], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert "traces.jsonl: 64 of 64 traces of the 64 train problems fail the teacher's checks (wrong_answer 64)" in r.stderr
+    assert not (tmp_path / "false" / "last.pt").exists()
 
 
 def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
