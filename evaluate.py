@@ -146,8 +146,11 @@ def mcnemar_bound(k_a, k_b, n):
 
 
 def fmt_p(p):
-    """A p-value to 4 digits; one too small for a float reads as below the smallest one shown."""
-    return f"{p:.4g}" if p > 0 else "<1e-300"
+    """
+    A p-value to 4 digits; below 1e-300 (where floats lose their digits) it reads as <1e-300.
+    Example: fmt_p(0.038574) == "0.03857" and fmt_p(0.0) == "<1e-300"
+    """
+    return f"{p:.4g}" if p >= 1e-300 else "<1e-300"
 
 
 def summarize(rows):
@@ -538,7 +541,9 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if lines else 5}" fill="{c}"/>')
             if not lines and all(abs(sx(x) - a) > 80 or abs(sy(y) - b) > 12 for a, b in labelled):
                 labelled.append((sx(x), sy(y)))
-                out.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(y) - 6:.1f}" fill="{c}">{e(label)}</text>')
+                left = sx(x) > (W - R + L) / 2  # right of the middle, a label goes left so it stays off the legend
+                out.append(f'<text x="{sx(x) + (-8 if left else 8):.1f}" y="{sy(y) - 6:.1f}" fill="{c}" '
+                           f'text-anchor="{"end" if left else "start"}">{e(label)}</text>')
         out += [f'<rect x="{W - R + 12}" y="{T + 18 * k}" width="12" height="12" fill="{c}"/>',
                 f'<text x="{W - R + 30}" y="{T + 18 * k + 11}">{e(label)}</text>']
     data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
@@ -615,7 +620,7 @@ def teacher_section(teachers, entries, references):
                              f"{r['both_wrong']} | {fmt_p(r['p_exact'])} |")
             elif best["m"]["n"] == t["n"]:
                 bound = mcnemar_bound(best["m"]["correct"], t["correct"], t["n"])
-                lines.append(f"| {t['label']} | {t['n']} | — | — | — | — | {'≤ ' * (bound > 0)}{fmt_p(bound)} (bound) |")
+                lines.append(f"| {t['label']} | {t['n']} | — | — | — | — | {'≤ ' * (bound >= 1e-300)}{fmt_p(bound)} (bound) |")
     pr = lambda x: f"{cell(x['precision'], '.2f')} / {cell(x['recall'], '.2f')}"
     lines += ["", "### Intermediate values against the reference's and each teacher's", "",
               "Step precision / recall, micro-averaged: the values a model writes right of each `=` against those of the "
@@ -727,7 +732,8 @@ def compare(runs, args):
                   + ", ".join(f"{t['label']} ({t['em']:.1%})" for t in unplaced) + ".", ""]
     missing = [e["label"] for e in entries if e["preds"] is None]
     if missing:
-        lines += [f"Per-problem results (predictions.jsonl) were not kept for {', '.join(missing)}: paired tests, examples "
+        which = "any of the students" if len(missing) == len(entries) else ", ".join(missing)
+        lines += [f"Per-problem results (predictions.jsonl) were not kept for {which}: paired tests, examples "
                   f"and step matches against a teacher are left out for them.", ""]
     if teachers:
         references = {}
@@ -791,7 +797,8 @@ def compare(runs, args):
     top = (f"best teacher ({best['label']})", best["em"]) if best else None
     svg_chart(out / "accuracy_latency.svg", "Exact match against latency (batch 1)", "median latency per sample (ms)", "exact match",
               [(e["label"], [(e["m"]["latency_ms_median"], e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in pts], lines=False, hline=top)
-    sized = [(e["label"], [(e["eff"]["params"], e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in entries]
+    # the students as one series: a dozen rows of one size would otherwise fill the legend
+    sized = [("students", [(e["eff"]["params"], e["m"]["exact_match"]) for e in entries], [e["m"]["exact_match_ci95"] for e in entries])]
     sized += [(t["label"], [(t["s"]["params"], t["em"])], [t["ci"]]) for t in teachers if t not in unplaced]
     notes = textwrap.wrap("Not placed, size not published: " + ", ".join(f"{t['label']} {t['em']:.3f}" for t in unplaced), 105) if unplaced else []
     svg_chart(out / "accuracy_params.svg", "Exact match against size", "parameters (log scale)", "exact match", sized, lines=False,

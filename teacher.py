@@ -89,6 +89,22 @@ ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\
                            re.IGNORECASE)
 
 
+def tidy_note(m):
+    """
+    One <<expr=result>> calculator note (and the number written after it) made ready for
+    reference_to_trace, for notes that models sampled with a calculator wrote: a result printed
+    as a float's full repr is rounded to 6 decimals (17.142857142857142 claims 15 exact decimals,
+    and the checker holds a claim to the decimals it shows), and another number written after
+    the note is kept apart from its result (else '<<9300/125=74.4>>74' becomes '= 74.474').
+    Example: tidy_note(re.match(r"<<(.*)=(.*)>>(\\d+)?", "<<120/7=17.142857142857142>>17")) == "<<120/7=17.142857>> 17"
+    """
+    expr, result, shown = m.group(1), m.group(2), m.group(3)
+    same = shown is not None and normalize_number(shown) == normalize_number(result)
+    if re.fullmatch(r"\s*-?\d+\.\d{10,}\s*", result):
+        result = f"{float(result):.6f}".rstrip("0").rstrip(".")
+    return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
+
+
 def normalize_reply(text):
     """
     A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
@@ -99,6 +115,7 @@ def normalize_reply(text):
     """
     t = text.replace("\r\n", "\n")
     if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
+        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
         t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
     t = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1) / (\2)", t)
     t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
