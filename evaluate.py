@@ -535,12 +535,14 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=
         c = COLORS[k % len(COLORS)]
         if lines and pts:
             out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
+        named = False  # a series is named once, beside its first point that has room
         for j, (x, y) in enumerate(pts):  # markers too on lines: a one-point curve still shows
             if err:
                 out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if lines else 5}" fill="{c}"/>')
-            if not lines and all(abs(sx(x) - a) > 80 or abs(sy(y) - b) > 12 for a, b in labelled):
+            if not lines and not named and all(abs(sx(x) - a) > 80 or abs(sy(y) - b) > 12 for a, b in labelled):
                 labelled.append((sx(x), sy(y)))
+                named = True
                 left = sx(x) > (W - R + L) / 2  # right of the middle, a label goes left so it stays off the legend
                 out.append(f'<text x="{sx(x) + (-8 if left else 8):.1f}" y="{sy(y) - 6:.1f}" fill="{c}" '
                            f'text-anchor="{"end" if left else "start"}">{e(label)}</text>')
@@ -708,7 +710,7 @@ def compare(runs, args):
     for t in teachers:
         s, (lo, hi), ar = t["s"], t["ci"], t["errors"]
         lat = [s.get(k) for k in ("latency_median_s", "latency_p90_s")]
-        size = f"{size_label(s['params'])} (published)" if s.get("params") else "not published"
+        size = f"{size_label(s['params'])} (published)" if s.get("params") else "—"
         recorded = s.get("mode") == "recorded"
         lines.append(f"| teacher {cell(t['label'], '')} ({'recorded' if recorded else 'upper bound'}, n={t['n']}) | {t['em']:.3f} ({lo:.3f}-{hi:.3f}) | {size} | "
                      + ("—" if lat[0] is None else f"{' / '.join(cell(None if x is None else 1000 * x, '.0f') for x in lat)} (API)")

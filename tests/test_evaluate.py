@@ -314,12 +314,12 @@ def test_mcnemar_bound_and_sizes():
 
 def test_svg_chart_log_x_with_notes(tmp_path):
     ev.svg_chart(tmp_path / "s.svg", "size", "parameters", "exact match",
-                 [("student", [(6.5e6, 0.02)], None), ("gpt3 175B", [(175e9, 0.35)], None)], lines=False, logx=True,
+                 [("student", [(6.5e6, 0.02), (6.5e6, 0.3)], None), ("gpt3 175B", [(175e9, 0.35)], None)], lines=False, logx=True,
                  notes=["Not placed: gpt-4 0.940"])
     root = ET.parse(tmp_path / "s.svg").getroot()
     texts = [t.text for t in root.iter() if t.tag.endswith("text")]
     assert [t for t in texts if t and t[-1] in "MBT" and t[0].isdigit()] == ["1M", "10M", "100M", "1B", "10B", "100B", "1T"]
-    assert "Not placed: gpt-4 0.940" in texts
+    assert "Not placed: gpt-4 0.940" in texts and texts.count("student") == 2  # the legend, and one label of two points
     xs = {c.get("cx") for c in root.iter() if c.tag.endswith("circle")}
     assert len(xs) == 2  # decades are equally wide: 6.5M and 175B sit 4.4 decades apart
     a, b = sorted(float(x) for x in xs)
@@ -358,7 +358,7 @@ def test_compare_with_teachers(tmp_path):
                           "--data-dir", str(tmp_path / "no-gsm8k")])
     md = ev.compare(runs, args).read_text()
     assert "| teacher big-175b (recorded, n=24) | 0.917 (0.742-0.977) | 175B (published) | — | — | — | — | 2.0 | 4.2% (8.3%) | recorded |" in md
-    assert "| teacher secret (recorded, n=24) | 0.500 (0.314-0.686) | not published |" in md
+    assert "| teacher secret (recorded, n=24) | 0.500 (0.314-0.686) | — |" in md
     assert "| big-175b | `big-175b.json` | 91.7% | 90.0% | +1.7 | 0 |" in md and "| secret | `secret.json` | 50.0% | — | — | 0 |" in md
     # the best student is the baseline (15 of 24); against big: b = 2 (problems 0, 1), c = 9
     assert "### The best student (answer, 62.5%) against each teacher" in md
