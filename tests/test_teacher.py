@@ -423,7 +423,7 @@ def test_recorded_boxed_jsonl_by_id_keeps_the_first_of_a_repeated_id():
     assert (s["shape"], s["n"], s["duplicate_ids_skipped"], s["empty_outputs"]) == ("boxed", 4, 1, 1)
     assert by_id[p0.id]["output"] == "16 - 7 = 9, and 9 * 2 = $18\n#### 18"
     assert by_id[p3.id]["output"] == "3 * 3 = 9 sprints, so 9 * 60 = 540\n#### 540"
-    assert by_id[p1.id]["output"] == "2 + (2) / (2) = 3\n#### 3" and data.check_trace(by_id[p1.id]["output"])["all_hold"]
+    assert by_id[p1.id]["output"] == "2 + (2 / 2) = 3\n#### 3" and data.check_trace(by_id[p1.id]["output"])["all_hold"]
     assert (by_id[p2.id]["output"], by_id[p2.id]["correct"], by_id[p2.id]["finish_reason"]) == ("", False, "empty")
     assert (s["correct"], s["published_exact_match"]) == (3, 1.0)
 
@@ -490,6 +490,8 @@ def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refuse
     ("  12 −  5 = 7  \r\n\r\n####   $7", "12 - 5 = 7\n#### 7"),
     ("#### Step 1\nShe has 16-3 = <<16-3=13>>13 eggs.\n\\(\\boxed{13}\\)", "Step 1\nShe has 16 - 3 = 13 eggs.\n#### 13"),
     ("So 48 + 24 = $<<48+24=72>>72 in all.", "So 48 + 24 = 72 in all."),  # GSM8K's notes, without a '####'
+    ("27 \\div \\frac{3}{4} = 36 and \\frac{\\frac{1}{2}}{4 - 2} = \\boxed{0.25}",       # a fraction stays whole
+     "27 / (3 / 4) = 36 and ((1 / 2) / (4 - 2)) = 0.25\n#### 0.25"),
     ("It takes 8770 / 15 = <<8770/15=584.6666666666666>>584 boxes.",       # a sampled model's own number
      "It takes 8770 / 15 = 584.666667 584 boxes."),  # after the note: kept apart; a float's repr rounded
 ])
