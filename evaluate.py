@@ -5,6 +5,7 @@ Score trained students (and the LLM teacher) on GSM8K with numbers, and compare 
     python evaluate.py runs/cot --calculator --split val # -> runs/cot/eval-val-calc/
     python evaluate.py runs/cot/best.pt --eval-file other.jsonl --limit 100   # any {question, answer} JSONL
     python evaluate.py --compare runs/answer runs/cot runs/mixed --teacher traces/gpt-4o-eval-test.jsonl
+    python evaluate.py --compare runs/answer runs/cot --teacher traces/gpt-4-eval-test.jsonl --teacher traces/gpt-3.5-eval-test.jsonl
 
 One run writes predictions.jsonl (every problem, every step checked) and eval.json (the metrics).
 --compare reads those files (evaluating a run first if they are missing; a folder that already
@@ -18,6 +19,7 @@ import math
 import random
 import resource
 import sys
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -135,10 +137,37 @@ def mcnemar(a_correct, b_correct):
     pairs = Counter((bool(a), bool(b)) for a, b in zip(a_correct, b_correct))
     b, c = pairs[(True, False)], pairs[(False, True)]
     n = b + c
-    p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n) if n else 1.0
     chi2 = max(0, abs(b - c) - 1) ** 2 / n if n else 0.0
     return {"n": len(a_correct), "both_right": pairs[(True, True)], "only_a": b, "only_b": c,
-            "both_wrong": pairs[(False, False)], "p_exact": p, "chi2": chi2, "p_chi2": math.erfc(math.sqrt(chi2 / 2))}
+            "both_wrong": pairs[(False, False)], "p_exact": exact_p(b, c), "chi2": chi2,
+            "p_chi2": math.erfc(math.sqrt(chi2 / 2))}
+
+
+def exact_p(b, c):
+    """
+    McNemar's exact two-sided p from the discordant counts: 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2).
+    Example: round(exact_p(10, 2), 4) == 0.0386
+    """
+    n = b + c
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n) if n else 1.0
+
+
+def mcnemar_bound(k_a, k_b, n):
+    """
+    The largest exact McNemar p two models right on k_a and k_b of the same n problems can have,
+    over every way their right answers may overlap: what can still be said when the per-problem
+    results of one of them were not kept.
+    Example: mcnemar_bound(36, 1240, 1319) < 1e-300 and mcnemar_bound(5, 5, 10) == 1.0
+    """
+    return max(exact_p(k_a - o, k_b - o) for o in range(max(0, k_a + k_b - n), min(k_a, k_b) + 1))
+
+
+def fmt_p(p):
+    """
+    A p-value to 4 digits; below 1e-300 (where floats lose their digits) it reads as <1e-300.
+    Example: fmt_p(0.038574) == "0.03857" and fmt_p(0.0) == "<1e-300"
+    """
+    return f"{p:.4g}" if p >= 1e-300 else "<1e-300"
 
 
 def summarize(rows):
@@ -410,12 +439,15 @@ def fmt(x, spec):
 def read_eval(folder):
     """
     (eval.json dict, predictions rows) of an eval folder; a corrupt file is one clear error.
+    The rows are None when predictions.jsonl was not kept (results/ holds eval.json alone), and
+    the report then leaves out what needs them: paired tests, examples, step matches against a teacher.
     Example: report, rows = read_eval("runs/cot/eval-test"); report["results"][0]["exact_match"]
     """
     folder = Path(folder)
     try:
         report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
-        rows = data.read_jsonl(folder / "predictions.jsonl")
+        kept = (folder / "predictions.jsonl").exists()
+        rows = data.read_jsonl(folder / "predictions.jsonl") if kept else None
         assert isinstance(report.get("results"), list)
     except (ValueError, AssertionError, AttributeError, FileNotFoundError) as e:
         raise ValueError(f"{folder}: eval.json or predictions.jsonl is missing or corrupt ({str(e)[:120]}); "
@@ -424,11 +456,70 @@ def read_eval(folder):
 
 
 def load_teacher(path):
-    """The teacher's (rows, summary) from `teacher.py --eval`."""
+    """
+    The teacher's (rows, summary) from `teacher.py --eval` or `teacher.py --recorded`.
+    Example: rows, summary = load_teacher("traces/gpt-4-eval-test.jsonl"); summary["exact_match"]
+    """
     if not Path(path).exists():
-        raise FileNotFoundError(f"teacher eval file {path} not found: make it with `python teacher.py ... --eval --out {path}`")
+        raise FileNotFoundError(f"teacher eval file {path} not found: make it with `python teacher.py ... --eval --out {path}` "
+                                f"or `python teacher.py --recorded FILE --out {path}`")
     from teacher import load_teacher_eval
     return load_teacher_eval(path)
+
+
+def run_tokenizer(run_dir):
+    """
+    The tokenizer a run was trained with, found by its config.json, or None when this machine
+    lacks it: teachers' traces are counted in the students' tokens when it is there.
+    Example: tok = run_tokenizer("results/study-cpu/cot")
+    """
+    try:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        return load_tokenizer({"tokenizer": {"path": cfg["tokenizer"], "sha256": cfg.get("tokenizer_sha256")}}, run_dir)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def mark_first_slip(output, teacher_output):
+    """
+    A student's output with its first false or wrong step marked: the first equation that does
+    not hold, or whose result is none of the teacher's intermediate values or its answer.
+    Example: mark_first_slip("2 + 2 = 4\n4 * 3 = 13\n#### 13", "2 + 2 = 4\n4 * 3 = 12\n#### 12")
+             == "2 + 2 = 4\n4 * 3 = 13   <-- first false step: 4 * 3 is 12\n#### 13"
+    """
+    lines = output.split("\n")
+    teacher_values = set(step_values(teacher_output)) | {data.extract_answer(teacher_output)}
+    for step in data.check_trace(output)["steps"]:
+        if not step.ok:
+            lines[step.line] += f"   <-- first false step: {step.expression} is {step.value}"
+        elif data.normalize_number(step.claimed) not in teacher_values:
+            lines[step.line] += f"   <-- first wrong step: the teacher computes no {step.claimed}"
+        else:
+            continue
+        break
+    return "\n".join(lines)
+
+
+def step_match_against(preds, other):
+    """
+    Step precision and recall of one model's outputs against another's intermediate values,
+    micro-averaged over the problems both answered (None where there is nothing to divide by).
+    Example: step_match_against(student["preds"], teacher["preds"])["recall"]
+    """
+    s = [step_precision_recall(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
+    matched, n_out, n_ref = (sum(x[k] for x in s) for k in ("matched", "n_output", "n_reference"))
+    return {"precision": matched / n_out if n_out else None, "recall": matched / n_ref if n_ref else None}
+
+
+def size_label(params):
+    """
+    A parameter count for tables and axes: 6.54M, 175B.
+    Example: size_label(175e9) == "175B" and size_label(6_540_000) == "6.54M"
+    """
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if params >= scale:
+            return f"{params / scale:.3g}{unit}"
+    return f"{params:g}"
 
 
 def nice_ticks(lo, hi, n=5):
@@ -449,29 +540,40 @@ def nice_ticks(lo, hi, n=5):
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
 
-def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None):
+def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=False, notes=()):
     """
     A small SVG chart written by hand (no plotting library): series is [(label, [(x, y), ...],
     [(lo, hi), ...] or None)]; lines=False draws labelled points with error bars; hline=(label, y)
-    adds a dashed reference line.
+    adds a dashed reference line; logx puts x on a log scale (ticks at powers of ten, as sizes);
+    notes are lines of text under the chart.
     Example: svg_chart("loss.svg", "training loss", "step", "loss", [("cot", [(0, 4.1), (20, 3.2)], None)])
     """
-    W, H, L, R, T, B = 720, 420, 70, 170, 40, 50
+    W, H, L, R, T = 720, 420 + 16 * len(notes) + 10 * bool(notes), 70, 170, 40
+    B = H - 370  # the plot keeps its height; notes go below the x label
     xs = [x for _, pts, _ in series for x, _ in pts] or [0, 1]
     ys = [y for _, pts, _ in series for _, y in pts] + [v for _, _, err in series for lh in (err or []) for v in lh]
     ys = (ys + ([hline[1]] if hline else [])) or [0, 1]
-    xt, yt = nice_ticks(min(xs), max(xs)), nice_ticks(min(ys), max(ys))
+    if logx:  # a decade of margin on each side, so the smallest and largest sizes are not on the frame
+        xs = [x for x in xs if x > 0] or [1, 10]
+        xt = [10.0 ** k for k in range(math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs))) + 1)]
+        xt = [xt[0] / 10] * (xt[0] == min(xs)) + xt + [xt[-1] * 10] * (xt[-1] == max(xs))
+    else:
+        xt = nice_ticks(min(xs), max(xs))
+    yt = nice_ticks(min(ys), max(ys))
     (x0, x1), (y0, y1) = (xt[0], xt[-1]), (yt[0], yt[-1])
-    sx = lambda x: L + (x - x0) / (x1 - x0) * (W - L - R)
+    tx = (lambda x: math.log10(x)) if logx else (lambda x: x)
+    sx = lambda x: L + (tx(x) - tx(x0)) / (tx(x1) - tx(x0)) * (W - L - R)
     sy = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
     e = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>', f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{e(title)}</text>',
-           f'<text x="{(L + W - R) / 2}" y="{H - 10}" text-anchor="middle">{e(xlabel)}</text>',
+           f'<text x="{(L + W - R) / 2}" y="{H - B + 40}" text-anchor="middle">{e(xlabel)}</text>',
            f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">{e(ylabel)}</text>']
     for vx in xt:  # grid and tick labels
         out += [f'<line x1="{sx(vx):.1f}" y1="{T}" x2="{sx(vx):.1f}" y2="{H - B}" stroke="#eee"/>',
-                f'<text x="{sx(vx):.1f}" y="{H - B + 16}" text-anchor="middle">{vx:g}</text>']
+                f'<text x="{sx(vx):.1f}" y="{H - B + 16}" text-anchor="middle">{size_label(vx) if logx else format(vx, "g")}</text>']
+    for k, note in enumerate(notes):
+        out.append(f'<text x="{L}" y="{H - B + 64 + 16 * k}" font-size="11" fill="#555">{e(note)}</text>')
     for vy in yt:
         out += [f'<line x1="{L}" y1="{sy(vy):.1f}" x2="{W - R}" y2="{sy(vy):.1f}" stroke="#eee"/>',
                 f'<text x="{L - 6}" y="{sy(vy) + 4:.1f}" text-anchor="end">{vy:g}</text>']
@@ -479,16 +581,22 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None):
     if hline:
         out += [f'<line x1="{L}" y1="{sy(hline[1]):.1f}" x2="{W - R}" y2="{sy(hline[1]):.1f}" stroke="#555" stroke-dasharray="6 4"/>',
                 f'<text x="{L + 4}" y="{sy(hline[1]) - 4:.1f}" fill="#555">{e(hline[0])}</text>']
+    labelled = []  # where point labels went: one that would overlap another is left to the legend
     for k, (label, pts, err) in enumerate(series):
         c = COLORS[k % len(COLORS)]
         if lines and pts:
             out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
+        named = False  # a series is named once, beside its first point that has room
         for j, (x, y) in enumerate(pts):  # markers too on lines: a one-point curve still shows
             if err:
                 out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
             out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if lines else 5}" fill="{c}"/>')
-            if not lines:
-                out.append(f'<text x="{sx(x) + 8:.1f}" y="{sy(y) - 6:.1f}" fill="{c}">{e(label)}</text>')
+            if not lines and not named and all(abs(sx(x) - a) > 80 or abs(sy(y) - b) > 12 for a, b in labelled):
+                labelled.append((sx(x), sy(y)))
+                named = True
+                left = sx(x) > (W - R + L) / 2  # right of the middle, a label goes left so it stays off the legend
+                out.append(f'<text x="{sx(x) + (-8 if left else 8):.1f}" y="{sy(y) - 6:.1f}" fill="{c}" '
+                           f'text-anchor="{"end" if left else "start"}">{e(label)}</text>')
         out += [f'<rect x="{W - R + 12}" y="{T + 18 * k}" width="12" height="12" fill="{c}"/>',
                 f'<text x="{W - R + 30}" y="{T + 18 * k + 11}">{e(label)}</text>']
     data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
@@ -512,14 +620,111 @@ def cell(x, spec=".3f"):
     return fmt(x, spec).replace("|", "\\|")
 
 
+def load_teachers(paths, tok=None):
+    """
+    Every --teacher file as one entry: label, summary, predictions by id and the numbers of its
+    report row. Tokens per output are counted in the students' tokenizer when it is at hand (so
+    they compare with the students' column), else taken from the API's counts, else unknown.
+    Example: [t["label"] for t in load_teachers(["traces/gpt-4-eval-test.jsonl"])] == ["gpt-4"]
+    """
+    teachers = []
+    for path in paths or []:
+        rows, s = load_teacher(path)
+        outputs, k, n = [r["output"] for r in rows], sum(bool(r["correct"]) for r in rows), max(1, len(rows))
+        tokens = (float(np.mean([len(tok.encode(o)) for o in outputs])) if tok and rows else
+                  s["completion_tokens"] / n if s.get("completion_tokens") else None)
+        teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
+                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_errors(outputs),
+                         "steps": sum(data.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
+                         "preds": {r["id"]: r for r in rows}})
+    return teachers
+
+
+def teacher_section(teachers, entries, references):
+    """
+    The report's teacher section: our score beside the publishers', the best student against each
+    teacher (McNemar), and every model's intermediate values against the reference's and each
+    teacher's. references: reference trace by problem id (empty when GSM8K is not at hand).
+    Example: lines = teacher_section(load_teachers(["t.jsonl"]), entries, {})
+    """
+    lines = ["## Teachers", "", "Each teacher's outputs are scored by this project as a live teacher's replies are: "
+             "normalized by `teacher.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
+             "the last number) and every equation checked by `data.check_trace`. The publishers' score is their own "
+             "verdict on the same replies, where the file holds one.", "",
+             "| teacher | source | exact match, ours | publishers' score | difference (points) | empty replies |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for t in teachers:
+        s, pub = t["s"], t["s"].get("published_exact_match")
+        diff = "—" if pub is None else format(100 * (t["em"] - pub), "+.1f")
+        source = s.get("recorded") or s.get("base_url") or "—"
+        lines.append(f"| {t['label']} | `{source}` | {t['em']:.1%} | {fmt(pub, '.1%')} | {diff} | {s.get('empty_outputs', 0)} |")
+    best = max(entries, key=lambda e: e["m"]["exact_match"], default=None)
+    if best:
+        lines += ["", f"### The best student ({best['label']}, {best['m']['exact_match']:.1%}) against each teacher", "",
+                  "McNemar's exact test on the problems both answered. Where the student's per-problem results were not "
+                  "kept, p is a bound: the largest p their two counts allow, whichever problems each got right.", "",
+                  "| teacher | problems | both right | only the student right | only the teacher right | both wrong | p (exact) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for t in teachers:
+            ids = sorted(set(best["preds"] or {}) & set(t["preds"]))
+            if ids:
+                r = mcnemar([best["preds"][i]["correct"] for i in ids], [t["preds"][i]["correct"] for i in ids])
+                lines.append(f"| {t['label']} | {r['n']} | {r['both_right']} | {r['only_a']} | {r['only_b']} | "
+                             f"{r['both_wrong']} | {fmt_p(r['p_exact'])} |")
+            elif best["m"]["n"] == t["n"]:
+                bound = mcnemar_bound(best["m"]["correct"], t["correct"], t["n"])
+                lines.append(f"| {t['label']} | {t['n']} | — | — | — | — | {'≤ ' * (bound >= 1e-300)}{fmt_p(bound)} (bound) |")
+    pr = lambda x: f"{cell(x['precision'], '.2f')} / {cell(x['recall'], '.2f')}"
+    lines += ["", "### Intermediate values against the reference's and each teacher's", "",
+              "Step precision / recall, micro-averaged: the values a model writes right of each `=` against those of the "
+              "reference solution, and against those of each teacher's output on the same problem. "
+              "— : nothing to compare (no equations written, or predictions not kept).", "",
+              "| model | reference | " + " | ".join(t["label"] for t in teachers) + " |", "| --- " * (len(teachers) + 2) + "|"]
+    for e in entries:
+        against = [pr(step_match_against(e["preds"], t["preds"])) if e["preds"] else "—" for t in teachers]
+        reference = {"precision": e["m"]["step_precision"], "recall": e["m"]["step_recall"]}
+        lines.append(f"| {e['label']} | {pr(reference)} | " + " | ".join(against) + " |")
+    refs = {i: {"output": ref} for i, ref in references.items()}
+    for t in teachers:  # how close a teacher's own path is to the reference solution's
+        lines.append(f"| teacher {t['label']} | {pr(step_match_against(t['preds'], refs)) if refs else '—'} |" + " |" * len(teachers))
+    return lines
+
+
+def side_by_side(teacher, entries, n, seed=1):
+    """
+    Side-by-side examples: for every student with predictions that writes equations, n problems
+    (drawn with a fixed seed) with the question, the teacher's trace and the student's, the
+    student's first false or wrong step marked (mark_first_slip).
+    Example: lines = side_by_side(load_teachers(["t.jsonl"])[0], entries, 3)
+    """
+    rng = random.Random(seed)  # its own generator: the other examples stay the ones they were
+    mark = lambda r: "right" if r["correct"] else "wrong"
+    lines = ["## Side by side: the students' traces beside the teacher's", "",
+             f"Teacher: {teacher['label']}. Marked in each student trace: its first equation that is false, or whose "
+             f"result is none of the teacher's values.", ""]
+    shown = [e for e in entries if e["preds"] and e["m"]["steps_mean"] >= 1]
+    if not shown:
+        lines.append("No compared student that writes equations has its predictions (predictions.jsonl) here, "
+                     "so there are no student traces to show.")
+    for e in shown:
+        ids = [i for i in sorted(set(e["preds"]) & set(teacher["preds"])) if step_values(e["preds"][i]["output"])]
+        lines += [f"### {e['label']}", ""]
+        for i in rng.sample(ids, min(n, len(ids))):
+            p, t = e["preds"][i], teacher["preds"][i]
+            lines += [f"**{i}** — {p['question']}", "", f"Gold answer: **{p['gold']}**", "",
+                      f"{teacher['label']} ({mark(t)}):", block(t["output"]), "",
+                      f"{e['label']} ({mark(p)}):", block(mark_first_slip(p["output"], t["output"])), ""]
+    return lines
+
+
 def compare(runs, args):
     """
     Evaluate what is missing, then write report.md and its SVG charts into args.out.
-    Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "--teacher", "t.jsonl"]))
+    Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "x", "--teacher", "t.jsonl"]))
     """
     out = Path(args.out or "runs/report")
     out.mkdir(parents=True, exist_ok=True)
-    entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id
+    entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id (None: not kept)
     data_warnings = []  # what an eval.json says its data is not, once per folder
     for run in runs:
         run = Path(run)
@@ -529,34 +734,41 @@ def compare(runs, args):
                          args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
         report, rows = read_eval(folder)
         data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
+        run_dir = Path(report["run"])
+        if not (run_dir / "config.json").exists() and (folder.parent / "config.json").exists():
+            run_dir = folder.parent  # published results moved since: the eval folder sits in its run folder
         for m in report["results"]:
-            entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": report["run"],
-                            "folder": str(folder), "device": report["device"], "preds": {r["id"]: r for r in rows if r.get("task") == m["task"]}})
-    teacher_rows, teacher = load_teacher(args.teacher) if args.teacher else ([], None)
-    teacher_by_id = {r["id"]: r for r in teacher_rows}
+            preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
+            entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
+                            "folder": str(folder), "device": report["device"], "preds": preds})
+    tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
+    teachers = load_teachers(args.teacher, tok)
+    teacher = teachers[0] if teachers else None  # the one whose traces the examples show
     b = Path(args.baseline or ".").resolve()
     b = b.parent if b.is_file() else b  # a checkpoint names its run
     named = [e for e in entries if args.baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
     base = (named or [e for e in entries if e["mode"] == "answer"] or [None])[0]
     students = [e for e in entries if e is not base]
     entries = ([base] if base else []) + students  # the baseline's row first
+    paired = [e for e in students if e["preds"]] if base and base["preds"] else []
 
     lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
              f"Problems: {entries[0]['m']['n'] if entries else 0} per model ({args.eval_file or args.split}); "
              f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
              f"with the KV cache (median / 90th percentile); memory is the peak of the evaluating process on CPU "
              f"(ru_maxrss, a process high-water mark) or torch's max allocated on CUDA.", "", "## Trade-off", "",
-             "| model | exact match (95% CI) | params (without embeddings) | latency ms median / p90 | samples/s batched | peak memory MB | tokens / output (teacher: API tokens) | steps / output | false equations (share of problems) | device |",
+             f"| model | exact match (95% CI) | params (without embeddings) | latency ms median / p90 | samples/s batched | peak memory MB | "
+             f"tokens / output (teachers: {'in the students’ tokenizer' if tok else 'API tokens'}) | steps / output | false equations (share of problems) | device |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    if teacher:
-        ar = arithmetic_errors([r["output"] for r in teacher_rows])
-        lo, hi = data.wilson_interval(teacher["correct"], teacher["n"])
-        steps = sum(data.check_trace(r["output"])["n_steps"] for r in teacher_rows) / max(1, len(teacher_rows))
-        lat = [teacher.get(k) for k in ("latency_median_s", "latency_p90_s")]
-        lines.append(f"| teacher{cell(' ' + teacher['model'] if teacher.get('model') else '', '')} (upper bound, n={teacher['n']}) | {teacher['exact_match']:.3f} ({lo:.3f}-{hi:.3f}) | — | "
-                     f"{' / '.join(cell(None if x is None else 1000 * x, '.0f') for x in lat)} (API) | — | — | "
-                     f"{teacher['completion_tokens'] / max(1, teacher['n']):.1f} | {steps:.1f} | "
-                     f"{cell(ar['equation_error_rate'], '.1%')} ({cell(ar['problem_error_rate'], '.1%')}) | API |")
+    for t in teachers:
+        s, (lo, hi), ar = t["s"], t["ci"], t["errors"]
+        lat = [s.get(k) for k in ("latency_median_s", "latency_p90_s")]
+        size = f"{size_label(s['params'])} (published)" if s.get("params") else "—"
+        recorded = s.get("mode") == "recorded"
+        lines.append(f"| teacher {cell(t['label'], '')} ({'recorded' if recorded else 'upper bound'}, n={t['n']}) | {t['em']:.3f} ({lo:.3f}-{hi:.3f}) | {size} | "
+                     + ("—" if lat[0] is None else f"{' / '.join(cell(None if x is None else 1000 * x, '.0f') for x in lat)} (API)")
+                     + f" | — | — | {cell(t['tokens'], '.1f')} | {t['steps']:.1f} | "
+                     f"{cell(ar['equation_error_rate'], '.1%')} ({cell(ar['problem_error_rate'], '.1%')}) | {'recorded' if recorded else 'API'} |")
     for e in entries:
         m, eff = e["m"], e["eff"]
         lo, hi = m["exact_match_ci95"]
@@ -570,7 +782,23 @@ def compare(runs, args):
         lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]
     for w in data_warnings:
         lines += ["", f"**Warning: {w}.**"]
+    unplaced = [t for t in teachers if not t["s"].get("params")]
     lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
+    if unplaced:
+        lines += ["Not on the size chart, their size not published (or not one model's): "
+                  + ", ".join(f"{t['label']} ({t['em']:.1%})" for t in unplaced) + ".", ""]
+    missing = [e["label"] for e in entries if e["preds"] is None]
+    if missing:
+        which = "any of the students" if len(missing) == len(entries) else ", ".join(missing)
+        lines += [f"Per-problem results (predictions.jsonl) were not kept for {which}: paired tests, examples "
+                  f"and step matches against a teacher are left out for them.", ""]
+    if teachers:
+        references = {}
+        try:
+            references = {pid: ref for pid, _, _, ref in load_problems(args.split, args.eval_file, args.data_dir) if ref}
+        except FileNotFoundError:  # the teachers' rows then have no reference column
+            pass
+        lines += teacher_section(teachers, entries, references) + [""]
 
     lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
               "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
@@ -584,19 +812,23 @@ def compare(runs, args):
                      + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {cell(m.get('grounded_operand_rate'), '.1%')} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
                      f"{m['wrong_results_reused']} of {m['wrong_results']} | {m['answers_from_wrong_result']} |")
 
-    if base:
+    if paired:
         lines += ["", f"## Paired against the baseline ({base['label']})", "",
                   "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
                   "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for e in students:
+        for e in paired:
             ids = sorted(set(e["preds"]) & set(base["preds"]))
             t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
             lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
+    elif base:
+        lines += ["", "No per-problem results for the baseline and a student (predictions.jsonl): no paired test."]
     else:
         lines += ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
 
+    if teacher:
+        lines += [""] + side_by_side(teacher, entries, args.side_by_side)
     rng = random.Random(0)  # the same examples every time the report is written
-    for e in students if base else []:
+    for e in paired:
         lines += ["", f"## Examples: {e['label']} against {base['label']}", ""]
         ids = sorted(set(e["preds"]) & set(base["preds"]))
         for b_ok, s_ok in ((True, True), (True, False), (False, True), (False, False)):
@@ -605,11 +837,11 @@ def compare(runs, args):
             for i in rng.sample(pool, min(args.examples, len(pool))):
                 p = e["preds"][i]
                 lines += [f"**{i}** — {p['question']}", "", f"Gold answer: **{p['gold']}**", ""]
-                if i in teacher_by_id:
-                    lines += ["Teacher:", block(teacher_by_id[i]["output"]), ""]
+                if teacher and i in teacher["preds"]:
+                    lines += [f"Teacher ({teacher['label']}):", block(teacher["preds"][i]["output"]), ""]
                 lines += [f"Baseline ({base['label']}):", block(base["preds"][i]["output"]), "", f"{e['label']}:", block(p["output"]), ""]
     lines += ["", "## Most frequent failures", ""]
-    for e in entries:
+    for e in [e for e in entries if e["preds"]]:
         wrong = Counter(r["category"] for r in e["preds"].values() if r["category"] != "correct")
         lines.append(f"### {e['label']}\n")
         for cat, k in wrong.most_common():
@@ -619,11 +851,16 @@ def compare(runs, args):
 
     # charts
     pts = [e for e in entries if e["m"]["latency_ms_median"] is not None]
-    top = ("teacher", teacher["exact_match"]) if teacher else None
+    best = max(teachers, key=lambda t: t["em"], default=None)
+    top = (f"best teacher ({best['label']})", best["em"]) if best else None
     svg_chart(out / "accuracy_latency.svg", "Exact match against latency (batch 1)", "median latency per sample (ms)", "exact match",
               [(e["label"], [(e["m"]["latency_ms_median"], e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in pts], lines=False, hline=top)
-    svg_chart(out / "accuracy_params.svg", "Exact match against size", "parameters (millions)", "exact match",
-              [(e["label"], [(e["eff"]["params"] / 1e6, e["m"]["exact_match"])], [e["m"]["exact_match_ci95"]]) for e in entries], lines=False, hline=top)
+    # the students as one series: a dozen rows of one size would otherwise fill the legend
+    sized = [("students", [(e["eff"]["params"], e["m"]["exact_match"]) for e in entries], [e["m"]["exact_match_ci95"] for e in entries])]
+    sized += [(t["label"], [(t["s"]["params"], t["em"])], [t["ci"]]) for t in teachers if t not in unplaced]
+    notes = textwrap.wrap("Not placed, size not published: " + ", ".join(f"{t['label']} {t['em']:.3f}" for t in unplaced), 105) if unplaced else []
+    svg_chart(out / "accuracy_params.svg", "Exact match against size", "parameters (log scale)", "exact match", sized, lines=False,
+              logx=True, notes=notes)
     logs = {e["run"]: (e["mode"], read_log(e["run"])) for e in entries}
     svg_chart(out / "train_loss.svg", "Training loss", "step", "loss", [(mode, loss, None) for mode, (loss, _) in logs.values()])
     svg_chart(out / "val_em.svg", "Validation exact match during training", "step", "exact match", [(mode, em, None) for mode, (_, em) in logs.values()])
@@ -638,7 +875,9 @@ def parse_args(argv=None):
     a = p.add_argument
     a("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
     a("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
-    a("--teacher", help="--compare: the teacher's `teacher.py --eval` JSONL (the upper bound)")
+    a("--teacher", action="append", help="--compare: a teacher's `teacher.py --eval` or `--recorded` JSONL, once per "
+                                         "teacher; the first one's traces are shown beside the students'")
+    a("--side-by-side", type=int, default=3, help="--compare: problems shown per student beside the first teacher's trace")
     a("--baseline", help="--compare: run folder to test against (default: the run whose mode is answer)")
     a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
     a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")

@@ -5,6 +5,7 @@ evaluate each with and without the calculator, and write the comparison report.
     python study.py --preset cpu --jobs 2            # 76 minutes on 2 CPU cores (measured)
     python study.py --preset gpu                     # one GPU
     python study.py --preset cpu --traces traces/gpt-4o-train.jsonl --teacher traces/gpt-4o-eval-test.jsonl
+    python study.py --preset cpu --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
 
 Interrupted, it resumes: finished runs and evaluations are kept, a half-trained run goes on
 from its last.pt. Each step is a plain call of train.py or evaluate.py, printed before it runs,
@@ -18,6 +19,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from pathlib import Path
 from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
 from data import arg_number, write_atomic
+from teacher import read_recorded
 TRAIN_PRESET = {"cpu": "default", "gpu": "gpu", "smoke": "smoke"}
 
 
@@ -167,6 +170,24 @@ def check_step_args(parser, args, modes):
             parser.error(f"{name}: {err.getvalue().strip().splitlines()[-1].split('error: ', 1)[-1]}")
 
 
+def teacher_steps(py, teachers_dir, out):
+    """The `teacher.py --recorded` command of every model in every recorded teacher file of
+    teachers_dir (None where its eval file is written already), and the eval files they write.
+
+    Example: teacher_steps(sys.executable, Path("../shared/data/teachers"), Path("runs/study-cpu/teachers"))
+    """
+    steps, files = [], []
+    for path in sorted(teachers_dir.glob("*.json")) + sorted(teachers_dir.glob("*.jsonl")):
+        for model in read_recorded(path)[1]:
+            eval_file = out / (re.sub(r"[^\w.-]+", "-", model) + ".jsonl")
+            done = Path(f"{eval_file}.summary.json").exists()
+            steps.append(None if done else [py, "teacher.py", "--recorded", str(path), "--model", model, "--out", str(eval_file)])
+            files.append(eval_file)
+    if not files:
+        sys.exit(f"error: no recorded teacher files (*.json, *.jsonl) in {teachers_dir}")
+    return steps, files
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(TRAIN_PRESET), default="cpu", help="study size: cpu (train.py preset default), gpu, smoke")
@@ -176,6 +197,8 @@ def main():
                         "<out>/<mode>.log (on 2 CPU cores, 2 jobs do about 9%% more work than 1; small students can share a GPU too)")
     parser.add_argument("--traces", default="", help="teacher traces JSONL (default: GSM8K reference solutions)")
     parser.add_argument("--teacher", default="", help="the teacher's `teacher.py --eval` file, for its row of the report")
+    parser.add_argument("--teachers", default="", help="folder of recorded teacher outputs on GSM8K test (e.g. "
+                        "../shared/data/teachers): every model in it is scored into <out>/teachers/ and gets its report rows")
     parser.add_argument("--eval-file", default="", help="also score every student on this {question, answer} JSONL")
     parser.add_argument("--train-args", default="", help="extra train.py flags for every run, e.g. '--time-budget-min 20'")
     parser.add_argument("--eval-args", default="", help="extra evaluate.py flags for every evaluation, e.g. '--latency-samples 5'")
@@ -196,6 +219,7 @@ def main():
     extra.add_argument("--limit", type=arg_number(int, at_least=0), default=0)
     limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
     plans = {mode: student_steps(args, py, out / mode, mode, limit) for mode in modes}
+    recorded, recorded_files = teacher_steps(py, Path(args.teachers), out / "teachers") if args.teachers else ([], [])
     to_train = [mode for mode in modes if plans[mode][0]]
     jobs = max(1, min(args.jobs, len(to_train)))
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
@@ -219,11 +243,16 @@ def main():
         for mode in modes:
             for cmd in plans[mode][1]:
                 run(cmd, steps)
+        for cmd in filter(None, recorded):
+            run(cmd, steps)
+        # best first: the first teacher is the one whose traces the report shows beside the students'
+        score = lambda f: json.loads(Path(f"{f}.summary.json").read_text())["exact_match"]
+        teachers = ([args.teacher] if args.teacher else []) + [str(f) for f in sorted(recorded_files, key=score, reverse=True)]
         compare = [folder for mode in modes for folder in plans[mode][2]]
         cmd = [py, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
         if "answer" in modes:
             cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
-        run(cmd + (["--teacher", args.teacher] if args.teacher else []), steps)
+        run(cmd + [arg for t in teachers for arg in ("--teacher", t)], steps)
     except StepFailed as e:
         sys.exit(f"error: {e}")
     steps.set(jobs=jobs, wall_seconds_this_call=round(time.time() - t0, 1))

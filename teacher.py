@@ -12,6 +12,7 @@ Usage:
     python teacher.py --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-72B-Instruct --samples 4
     python teacher.py --source reference --split train    # the GSM8K reference solutions, offline
     python teacher.py --base-url https://api.openai.com/v1 --model gpt-4o --eval    # the upper bound
+    python teacher.py --recorded ../shared/data/teachers/gsm8k-test-gpt-4.json --out traces/gpt-4-eval-test.jsonl
 
 The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
 Exit codes: 0 done, 1 stopped by the API (400/401/403/404), 2 bad input, 3 too few problems
@@ -36,7 +37,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, trace_verdict, write_atomic
+from data import ANNOTATION, check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, trace_verdict, write_atomic
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
@@ -93,15 +94,39 @@ ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\
                            re.IGNORECASE)
 
 
+def tidy_note(m):
+    """
+    One <<expr=result>> calculator note (and the number written after it) made ready for
+    reference_to_trace, for notes that models sampled with a calculator wrote: a result printed
+    as a float's full repr is rounded to 6 decimals (17.142857142857142 claims 15 exact decimals,
+    and the checker holds a claim to the decimals it shows), and another number written after
+    the note is kept apart from its result (else '<<9300/125=74.4>>74' becomes '= 74.474').
+    Example: tidy_note(re.match(r"<<(.*)=(.*)>>(\\d+)?", "<<120/7=17.142857142857142>>17")) == "<<120/7=17.142857>> 17"
+    """
+    expr, result, shown = m.group(1), m.group(2), m.group(3)
+    same = shown is not None and normalize_number(shown) == normalize_number(result)
+    if re.fullmatch(r"\s*-?\d+\.\d{10,}\s*", result):
+        result = f"{float(result):.6f}".rstrip("0").rstrip(".")
+    return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
+
+
 def normalize_reply(text):
     """
-    A reply in the trace format: markdown and LaTeX dropped, x × ÷ − written * / -, one step per
-    line without stray whitespace, and a closing "The answer is N" turned into '#### N' when it
-    is the only answer the reply states. Whatever follows the '####' line is dropped.
+    A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
+    LaTeX dropped, x × ÷ − written * / -, one step per line without stray whitespace, and a closing
+    "The answer is N" (or \\boxed{N}) turned into '#### N' when it is the only answer the reply
+    states. Whatever follows the '#### N' line is dropped.
     Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
     """
     t = text.replace("\r\n", "\n")
-    t = re.sub(r"\\frac\{([^{}]*)\}\{([^{}]*)\}", r"(\1) / (\2)", t)
+    if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
+        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
+        t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
+    # \frac{a}{b} -> (a / b), whole, so '27 \div \frac{3}{4}' stays 27 / (3 / 4); inner fractions first
+    frac = r"\\frac\{([^{}]*)\}\{([^{}]*)\}"
+    while re.search(frac, t):
+        t = re.sub(frac, lambda m: "(" + " / ".join(x.strip() if re.fullmatch(r"[\d.,]+|\(.*\)", x.strip()) else f"({x.strip()})"
+                                                     for x in m.groups()) + ")", t)
     t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
     for a, b in [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"), ("$$", ""),
                  ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("×", "*"), ("÷", "/"), ("⋅", "*"),
@@ -111,10 +136,12 @@ def normalize_reply(text):
     t = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])", " * ", t)
     boxed = [normalize_number(b) for b in re.findall(r"\\boxed\{([^{}]*)\}", t)]  # how math-tuned models answer
     t = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", t)
-    t = re.sub(r"[ \t]*####[ \t]*", "\n#### ", t)  # "... 72 clips. #### 72" -> its own line
+    # "... 72 clips. #### 72" -> its own line; a '####' before words is a markdown heading, not an answer
+    t = re.sub(r"[ \t]*####[ \t]*(?=-?\$?\s*\.?\d)", "\n#### ", t)
     lines = []
     for line in t.split("\n"):
-        line = re.sub(r"^\s*(?:#{1,3}(?!#)|>|[-*+](?=\s)|\d+[.)](?=\s))", "", line)  # headings, quotes, lists
+        line = re.sub(r"^\s*(?:####(?!\s*-?\$?\s*\.?\d)|#{1,3}(?!#)|#{5,6}|>|[-*+](?=\s)|\d+[.)](?=\s))", "",
+                      line)  # headings, quotes, lists
         line = re.sub(r"\s+", " ", line).strip()
         if line:
             lines.append(line)
@@ -578,10 +605,12 @@ def eval_scores(rows, price_in=0.0, price_out=0.0):
     Example: eval_scores(read_rows("traces/gpt-4o-eval-test.jsonl"), 2.5, 10)["exact_match"]
     """
     correct = sum(bool(r["correct"]) for r in rows)
-    tokens_in, tokens_out = sum(r["prompt_tokens"] for r in rows), sum(r["completion_tokens"] for r in rows)
+    # a recorded teacher's rows have None for what was not published (tokens, latency)
+    tokens_in, tokens_out = sum(r["prompt_tokens"] or 0 for r in rows), sum(r["completion_tokens"] or 0 for r in rows)
     return {"n": len(rows), "correct": correct, "exact_match": round(correct / max(len(rows), 1), 4),
             "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-            **cost_and_latency(tokens_in, tokens_out, price_in, price_out, [r["latency_s"] for r in rows]),
+            **cost_and_latency(tokens_in, tokens_out, price_in, price_out,
+                               [r["latency_s"] for r in rows if r["latency_s"] is not None]),
             "finish_reasons": dict(Counter(str(r["finish_reason"]) for r in rows))}
 
 
@@ -596,6 +625,131 @@ def load_teacher_eval(path):
     if summary_path.exists():
         return rows, json.loads(summary_path.read_text(encoding="utf-8"))
     return rows, {"model": rows[0].get("model") if rows else None, **eval_scores(rows)}
+
+
+# -----------------------------------------------------------------------------
+# Recorded teachers: outputs that others published for GSM8K test, scored as --eval scores a live one
+
+RECORDED_SHAPES = ("a JSON list of {question, model_prediction} (GSM8K-style '#### N', list position = test line), "
+                   "JSONL of {id, input, cot: {generation: [text]}} ('\\boxed{N}', id = test line) or "
+                   "JSONL of {question, ground_truth, MODEL: {solution, is_correct}} ('A: N', line = test line)")
+
+
+def read_recorded(path):
+    """
+    The outputs in a recorded teacher file, in whichever of the three published shapes it has
+    (see RECORDED_SHAPES): (shape, {model: {test line: (question or None, reply or None, the
+    publishers' own verdict or None)}}, duplicated ids). A repeated id keeps its first output. Replies come
+    back in the form normalize_reply reads; any other shape is an error naming the file.
+    Example: shape, models, dups = read_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json"); list(models)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recorded teacher file {path} not found")
+    text = path.read_text(encoding="utf-8")
+    head, rows = text.lstrip()[:1], []
+    # one JSON document (a list), else one JSON value per line
+    for i, line in enumerate([text] if head == "[" else text.split("\n"), 1):
+        try:
+            rows += json.loads(line) if head == "[" else [json.loads(line)] if line.strip() else []
+        except ValueError:
+            where = path if head == "[" else f"{path}:{i}"
+            raise ValueError(f"{where}: not valid JSON, so not a recorded teacher file; expected {RECORDED_SHAPES}") from None
+    first = rows[0] if rows and isinstance(rows[0], dict) else {}
+    name = re.sub(r"^gsm8k-test-", "", path.stem)  # the shared files are named gsm8k-test-<model>
+    gpt3 = [k for k, v in first.items() if isinstance(v, dict) and "solution" in v]
+    if head == "[" and "model_prediction" in first:
+        shape, models = "gsm8k", [name]
+    elif isinstance(first.get("cot"), dict) and "generation" in first["cot"] and "id" in first:
+        shape, models = "boxed", [name]
+    elif "ground_truth" in first and gpt3:
+        shape, models = "gpt3", [f"{name}/{k}" for k in gpt3]
+    else:
+        raise ValueError(f"{path}: not a recorded teacher file of a known shape; expected {RECORDED_SHAPES}")
+    out, dups = {m: {} for m in models}, 0
+    for i, row in enumerate(rows):
+        try:
+            if shape == "gsm8k":
+                got = {name: (row["question"], row["model_prediction"], row.get("result"))}
+                line = i
+            elif shape == "boxed":
+                gen, line = row["cot"]["generation"], int(row["id"])
+                got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
+            else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
+                line = i
+                got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ",
+                                                              row[k]["solution"]), row[k].get("is_correct"))
+                       for k in gpt3}
+            if any(not isinstance(reply, (str, type(None))) for _, reply, _ in got.values()):
+                raise TypeError("a reply that is not text")
+        except (KeyError, TypeError, ValueError, IndexError):
+            where = f"{path}: list entry {i}" if head == "[" else f"{path}:{i + 1}"
+            raise ValueError(f"{where}: not a {shape}-shaped row like the first one; expected {RECORDED_SHAPES}") from None
+        for m, value in got.items():
+            if line in out[m]:
+                dups += 1
+                continue
+            out[m][line] = value
+    return shape, out, dups
+
+
+def gpt3_params(model):
+    """
+    Parameters of a model of the GPT-3 file when the name says it and one model alone answers:
+    '6b_finetuning' is a 6B model; '_verification' rows are best of 100 samples by another model.
+    Example: gpt3_params("gpt3-finetuned/175b_finetuning") == 175e9
+    """
+    m = re.search(r"/(\d+)b_finetuning$", model)
+    return float(m.group(1)) * 1e9 if m else None
+
+
+def run_recorded(path, model, problems, out=None):
+    """
+    Score one model of a recorded teacher file as `--eval` scores a live teacher: every reply
+    normalized by normalize_reply and its answer extracted by the project's rule, written
+    (atomically) as the same eval JSONL and summary, which also holds the publishers' own score.
+    Test problems without an output are left out and named by their line in test.jsonl.
+    The default out is traces/<model>-eval-test.jsonl.
+    Example: run_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json", None, load_gsm8k("test"))["n"] == 1319
+    """
+    shape, models, dups = read_recorded(path)
+    if model is None:
+        model = next(iter(models))
+        if len(models) > 1:
+            print(f"{path} holds {len(models)} models: {', '.join(models)}; scoring {model} (pick one with --model)",
+                  file=sys.stderr)
+    if model not in models:
+        raise ValueError(f"{path} holds {', '.join(models)}, not {model!r}: pass one of them to --model")
+    outputs, slug = models[model], re.sub(r"[^\w.-]+", "-", model)
+    out = out or f"traces/{slug}-eval-test.jsonl"
+    beyond = sorted(i for i in outputs if not 0 <= i < len(problems))
+    if beyond:
+        raise ValueError(f"{path}: output for test line {beyond[0]}, but test has lines 0-{len(problems) - 1}")
+    rows, missing = [], []
+    for i, p in enumerate(problems):
+        if i not in outputs:
+            missing.append(i)
+            continue
+        question, reply, published = outputs[i]
+        if question is not None and question.split() != p.question.split():  # whitespace may differ, words not
+            raise ValueError(f"{path}: the output for test line {i} answers another question ({question[:60]!r}); "
+                             f"the file must follow GSM8K test's order")
+        output = normalize_reply(reply) if reply else ""  # a reply the publisher lost counts as wrong
+        pred = extract_answer(output)
+        rows.append({"id": p.id, "question": p.question, "gold": p.answer, "output": output, "pred": pred,
+                     "model": model, "correct": pred == p.answer, "prompt_tokens": None, "completion_tokens": None,
+                     "latency_s": None, "finish_reason": None if reply else "empty", "published_correct": published})
+    write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    summary = {"mode": "recorded", "status": "done", "error": None, "model": model, "recorded": str(path),
+               "shape": shape, "models_in_file": list(models), "split": "test", "out": str(out),
+               "problems": len(problems), **eval_scores(rows), "missing": len(missing), "missing_lines": missing,
+               "empty_outputs": sum(not r["output"] for r in rows), "duplicate_ids_skipped": dups,
+               # the publishers' own scoring of the same replies (result, score, is_correct), where every row has it
+               "published_exact_match": None if any(r["published_correct"] is None for r in rows) else
+               round(sum(bool(r["published_correct"]) for r in rows) / max(1, len(rows)), 4),
+               "params": gpt3_params(model)}
+    write_atomic(f"{out}.summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 # -----------------------------------------------------------------------------
@@ -624,6 +778,9 @@ def get_parser():
     a("--source", choices=["teacher", "reference"], default="teacher",
       help="ask the LLM teacher, or write the GSM8K reference solutions offline")
     a("--eval", action="store_true", help="score the teacher: ask once per problem (default: test), keep every reply")
+    a("--recorded", metavar="FILE", help="score a file of published teacher outputs on GSM8K test instead of asking "
+                                         "an API (see ../shared/data/teachers/README.md); --model picks one model "
+                                         "of a file that holds several")
     a("--base-url", help="OpenAI-compatible API root, before /chat/completions (e.g. http://localhost:8000/v1)")
     a("--model", help="model name as the server knows it")
     a("--split", choices=["train", "val", "test"], help="GSM8K split (default: train, or test with --eval)")
@@ -658,6 +815,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.split = args.split or ("test" if args.eval else "train")
     try:
+        if args.recorded:  # every test problem, matched to the file's outputs by its line
+            summary = run_recorded(args.recorded, args.model, load_gsm8k("test", args.data_dir), args.out)
+            print(json.dumps({k: v for k, v in summary.items() if k != "missing_lines"}))
+            if summary["missing"]:
+                lines = ", ".join(map(str, summary["missing_lines"][:20])) + (", ..." if summary["missing"] > 20 else "")
+                print(f"warning: {args.recorded} has no output for {summary['missing']} test problems, at lines {lines} "
+                      f"of test.jsonl (0-based); they are left out of n", file=sys.stderr)
+            return 0
         problems = load_gsm8k(args.split, args.data_dir)[:args.limit]
         if args.source == "reference":
             args.out = args.out or f"traces/reference-{args.split}.jsonl"

@@ -1,5 +1,6 @@
 """evaluate.py: every metric on hand-made cases with exact values, then end to end on tiny checkpoints."""
 import json
+import math
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -334,3 +335,95 @@ def test_grounding_counts_operands_from_the_question_and_earlier_steps():
     assert ev.grounding(q, "2 * 6 = 12\n12 + 5 = 17\n#### 17") == {"operands": 4, "grounded": 2}  # 2 and 6 invented
     assert ev.grounding(q, "17 + 1 = 18\n#### 18") == {"operands": 2, "grounded": 0}  # a result is not known before its step
     assert ev.grounding(q, "#### 17") == {"operands": 0, "grounded": 0}
+
+
+# ----------------------------------------------------------------------------- teachers beside the students
+
+
+def test_mark_first_slip():
+    teacher = "2 + 2 = 4\n4 * 3 = 12\n#### 12"
+    assert ev.mark_first_slip("2 + 2 = 4\n4 * 3 = 13\n4 + 1 = 6\n#### 13", teacher) == \
+        "2 + 2 = 4\n4 * 3 = 13   <-- first false step: 4 * 3 is 12\n4 + 1 = 6\n#### 13"  # only the first is marked
+    assert ev.mark_first_slip("2 + 3 = 5\n5 * 3 = 15\n#### 15", teacher) == \
+        "2 + 3 = 5   <-- first wrong step: the teacher computes no 5\n5 * 3 = 15\n#### 15"  # true, but off its path
+    assert ev.mark_first_slip("2 + 2 = 4\n4 * 3 = 12\n#### 12", teacher) == "2 + 2 = 4\n4 * 3 = 12\n#### 12"
+    assert ev.mark_first_slip("1 + 1 = 12\n#### 12", teacher).endswith("first false step: 1 + 1 is 2\n#### 12")
+
+
+def test_mcnemar_bound_and_sizes():
+    assert ev.exact_p(10, 2) == pytest.approx(158 / 4096) and ev.exact_p(0, 0) == 1.0
+    # right on 15 and 22 of 24: they overlap on 13 to 15 problems; 13 gives the largest p, 2 * P(X <= 2 | 11)
+    assert ev.mcnemar_bound(15, 22, 24) == pytest.approx(2 * (1 + 11 + 55) / 2 ** 11)
+    assert ev.mcnemar_bound(5, 5, 10) == 1.0                    # they may be right on the same five
+    assert ev.mcnemar_bound(36, 1240, 1319) < 1e-300 and ev.fmt_p(0.0) == "<1e-300"  # 0.0: beyond a float
+    assert [ev.size_label(x) for x in (6_540_000, 175e9, 1e12, 500)] == ["6.54M", "175B", "1T", "500"]
+
+
+def test_svg_chart_log_x_with_notes(tmp_path):
+    ev.svg_chart(tmp_path / "s.svg", "size", "parameters", "exact match",
+                 [("student", [(6.5e6, 0.02), (6.5e6, 0.3)], None), ("gpt3 175B", [(175e9, 0.35)], None)], lines=False, logx=True,
+                 notes=["Not placed: gpt-4 0.940"])
+    root = ET.parse(tmp_path / "s.svg").getroot()
+    texts = [t.text for t in root.iter() if t.tag.endswith("text")]
+    assert [t for t in texts if t and t[-1] in "MBT" and t[0].isdigit()] == ["1M", "10M", "100M", "1B", "10B", "100B", "1T"]
+    assert "Not placed: gpt-4 0.940" in texts and texts.count("student") == 2  # the legend, and one label of two points
+    xs = {c.get("cx") for c in root.iter() if c.tag.endswith("circle")}
+    assert len(xs) == 2  # decades are equally wide: 6.5M and 175B sit 4.4 decades apart
+    a, b = sorted(float(x) for x in xs)
+    assert (b - a) / ((720 - 70 - 170) / 6) == pytest.approx(math.log10(175e9 / 6.5e6), abs=0.01)
+
+
+def write_teacher(path, outputs, correct, model, params=None, published=None):
+    """A teacher eval file as teacher.py --recorded writes it, from hand-made outputs."""
+    rows = [{"id": f"test-{i:05d}", "question": f"question {i}?", "gold": str(i + 1), "output": o, "pred": data.extract_answer(o),
+             "model": model, "correct": c, "prompt_tokens": None, "completion_tokens": None, "latency_s": None,
+             "finish_reason": None} for i, (o, c) in enumerate(zip(outputs, correct))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    Path(f"{path}.summary.json").write_text(json.dumps({
+        "mode": "recorded", "model": model, "recorded": f"{model}.json", "n": len(rows), "correct": sum(correct),
+        "exact_match": sum(correct) / len(rows), "completion_tokens": 0, "latency_median_s": None, "latency_p90_s": None,
+        "params": params, "published_exact_match": published, "empty_outputs": 0}))
+    return path
+
+
+def test_compare_with_teachers(tmp_path):
+    # the 24 problems of test_compare_on_hand_made_evals: baseline right on 0-9 and 12-16, cot on 10-16
+    golds = [str(i + 1) for i in range(24)]
+    base_right, cot_right = set(range(10)) | set(range(12, 17)), set(range(10, 17))
+    two_steps = lambda g: f"{g} - 1 = {int(g) - 1}\n{int(g) - 1} + 1 = {g}\n#### {g}"
+    write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g if i in base_right else 0}" for i, g in enumerate(golds)],
+               golds, tmp_path / "answer")
+    write_eval(tmp_path / "cot" / "eval-test", "cot", [two_steps(g) if i in cot_right else f"{g} * 2 = {2 * int(g) + 1}\n#### {2 * int(g) + 1}"
+                                                       for i, g in enumerate(golds)], golds, tmp_path / "cot")
+    # big: right on all but 0 and 1, with cot's steps where it is right; secret: answers only, right on 0-11
+    big = write_teacher(tmp_path / "big.jsonl", [two_steps(g) if i > 1 else "2 + 2 = 4\n4 * 3 = 13\n#### 13" for i, g in enumerate(golds)],
+                        [i > 1 for i in range(24)], "big-175b", params=175e9, published=0.9)
+    secret = write_teacher(tmp_path / "secret.jsonl", [f"#### {g if i < 12 else 0}" for i, g in enumerate(golds)],
+                           [i < 12 for i in range(24)], "secret")
+    runs = [tmp_path / "answer" / "eval-test", tmp_path / "cot" / "eval-test"]
+    args = ev.parse_args(["--compare", "x", "--teacher", str(big), "--teacher", str(secret), "--out", str(tmp_path / "r"), "--side-by-side", "2",
+                          "--data-dir", str(tmp_path / "no-gsm8k")])
+    md = ev.compare(runs, args).read_text()
+    assert "| teacher big-175b (recorded, n=24) | 0.917 (0.742-0.977) | 175B (published) | — | — | — | — | 2.0 | 4.2% (8.3%) | recorded |" in md
+    assert "| teacher secret (recorded, n=24) | 0.500 (0.314-0.686) | — |" in md
+    assert "| big-175b | `big-175b.json` | 91.7% | 90.0% | +1.7 | 0 |" in md and "| secret | `secret.json` | 50.0% | — | — | 0 |" in md
+    # the best student is the baseline (15 of 24); against big: b = 2 (problems 0, 1), c = 9
+    assert "### The best student (answer, 62.5%) against each teacher" in md
+    assert "| big-175b | 24 | 13 | 2 | 9 | 0 | 0.06543 |" in md
+    # cot's values against big's: 14 matched (its 7 right problems) of 31 written and 48 of big's
+    assert "| cot | — / — | 0.45 / 0.29 | 0.00 / — |" in md and "| answer | — / — | — / 0.00 | — / — |" in md
+    assert "| teacher big-175b | — | | |" in md  # no GSM8K at --data-dir: no reference values for the teachers
+    assert "Not on the size chart, their size not published (or not one model's): secret (50.0%)." in md
+    side = md.split("## Side by side")[1].split("\n## ")[0]
+    assert "Teacher: big-175b." in side and side.count("**test-") == 2 and "### cot" in side and "### answer" not in side
+    svg = (tmp_path / "r" / "accuracy_params.svg").read_text()
+    assert "big-175b" in svg and "Not placed, size not published: secret 0.500" in svg
+    assert "Teacher (big-175b):" in md  # the baseline examples show the first teacher's trace
+
+    # published results keep no predictions: the per-problem parts give way to what the counts allow
+    for run in runs:
+        (run / "predictions.jsonl").unlink()
+    md = ev.compare(runs, args).read_text()
+    assert "| big-175b | 24 | — | — | — | — | ≤ 0.06543 (bound) |" in md  # overlap 13 is the largest p, as it happens
+    assert "were not kept for any of the students" in md and "no paired test" in md and "| cot | — / — | — | — |" in md
+    assert "No compared student that writes equations has its predictions" in md

@@ -47,11 +47,19 @@ def test_study_two_jobs_then_resume(gsm8k_dir, tok_dir, tmp_path):
     assert r.stdout.count("exact match") >= 4  # evaluations print to the terminal
     report = (out / "report" / "report.md").read_text()
     assert "answer" in report and "cot" in report
-    # Rerun: everything is there, so only the report is written again.
-    r = run_study(study_args(out, tok_dir), gsm8k_dir)
+    # Rerun with a recorded teacher: everything else is there, so the teacher is scored and the report written again.
+    teachers = tmp_path / "teachers"
+    teachers.mkdir()
+    test = data.load_gsm8k("test", gsm8k_dir)[:8]
+    (teachers / "gsm8k-test-tiny.json").write_text(json.dumps(
+        [{"question": p.question, "model_prediction": p.solution, "result": True} for p in test]))
+    r = run_study(study_args(out, tok_dir) + ["--teachers", str(teachers)], gsm8k_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("trained already") == 2
-    assert len(json.loads((out / "study.json").read_text())["steps"]) == 8
+    cmds = [s["cmd"] for s in json.loads((out / "study.json").read_text())["steps"]]
+    assert len(cmds) == 9 and "--recorded" in cmds[7] and cmds[8].endswith(f"--teacher {out / 'teachers' / 'tiny.jsonl'}")
+    report = (out / "report" / "report.md").read_text()
+    assert "| teacher tiny (recorded, n=8) | 1.000 (0.676-1.000) |" in report and "## Side by side" in report
     # Other settings: the old runs are refused, not mixed into a new study.
     r = run_study(study_args(out, tok_dir, epochs=2), gsm8k_dir)
     assert r.returncode == 1 and "was trained with --epochs 1.0, not 2.0" in r.stderr and "another --out" in r.stderr
@@ -68,6 +76,22 @@ def test_study_student_failing_while_another_trains(gsm8k_dir, tok_dir, tmp_path
     assert "cannot read checkpoint" in (out / "cot.log").read_text()
     assert (out / "answer" / "metrics.json").exists()  # the student already training finished and is kept
     assert not list(out.glob("*/eval-*")) and not (out / "report").exists()  # nothing evaluated after a failure
+
+
+def test_teacher_steps_score_every_model_of_every_file_once(tmp_path):
+    from study import teacher_steps
+    rows = [{"question": "q?", "ground_truth": "A: 1", "6b_finetuning": {"solution": "A: 1"}, "175b_finetuning": {"solution": "A: 1"}}]
+    (tmp_path / "gsm8k-test-gpt3.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    (tmp_path / "gsm8k-test-gpt-4.json").write_text(json.dumps([{"question": "q?", "model_prediction": "#### 1"}]))
+    (tmp_path / "README.md").write_text("not a teacher")
+    out = tmp_path / "study" / "teachers"
+    steps, files = teacher_steps("python", tmp_path, out)
+    assert files == [out / "gpt-4.jsonl", out / "gpt3-6b_finetuning.jsonl", out / "gpt3-175b_finetuning.jsonl"]
+    assert steps[1] == ["python", "teacher.py", "--recorded", str(tmp_path / "gsm8k-test-gpt3.jsonl"),
+                        "--model", "gpt3/6b_finetuning", "--out", str(files[1])]
+    out.mkdir(parents=True)
+    Path(f"{files[0]}.summary.json").write_text("{}")  # scored already: not again
+    assert teacher_steps("python", tmp_path, out)[0][0] is None
 
 
 def test_study_rejects_bad_modes(tmp_path):
