@@ -31,7 +31,9 @@ Impossible stories (checked on every draw, see Program.sample):
   check found a grandmother of 137 in train-02887), and heights in inches stay at most 90
   (train-01229: 109 inches tall); a result changes by at most 10x (train-05582: the 101st
   floor of a tower became taller than the 100 below it); a number that changes must not also
-  be written as a word in the trace ("Two dozens are 2 * 12", train-02657);
+  be written as a word in the trace ("Two dozens are 2 * 12", train-02657); scores stay at most
+  100 (train-04609); two question numbers that add up to a third state a relation no step keeps
+  ("$14 and $6 used the entire $20 budget", train-04327): no variant;
   numbers followed by the same noun keep their order ("8 red and 5 blue marbles" stays 'more
   red'); new numbers keep their decimal style and stay positive; every result is non-negative,
   an integer where the original was, with at most 2 decimals otherwise; all numbers stay distinct.
@@ -76,6 +78,7 @@ CAPS = [(r"days?", r"\bweeks?\b", 7), (r"hours?", r"\bdays?\b", 24), (r"months?"
         (r"years?[- ]old|-year-old", None, 100), (r"points?|marks?", r"\btests?\b|\bexams?\b|\bquiz", 100)]
 # stories whose every number, given or computed, has a bound if it had one before: (the story, the bound)
 STORY_CAPS = [(r"\bages?\b|years? old|\bolder\b|\byounger\b|\bborn\b", 100),       # nobody is 137
+              (r"\bscor(?:e|es|ed|ing)\b|\bgrades?\b|\bquiz", 100),                   # scores out of 100 (train-04609)
               (r"(?=.*\binch(?:es)?\b)(?=.*\b(?:tall|height|heights)\b)", 90)]  # nor 109 inches tall
 MAX_RESULT_CHANGE = 3  # a result more than 3x larger or smaller than before is another story (GSM8K
                        # train-05582: a 101st floor taller than the 100 below it; train-06211: a 120 m tree)
@@ -219,6 +222,8 @@ class Program:
             (self.frozen if reason else self.free).append(n)
         if not self.free:
             raise Rejected("no number may change")
+        if hidden_relation(qnums, self.free):
+            raise Rejected("the question's numbers hold a relation the trace does not compute")
         # "Two dozens are 2 * 12 = 24": the digit would change, the word would not (train-02657)
         words = {NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", self.trace.lower()) if w in NUMBER_WORDS}
         if words & {n.value for n in self.free}:
@@ -268,6 +273,22 @@ class Program:
         if not (c["all_hold"] and c["well_formed"] and c["n_steps"] == len(self.steps)) or Fraction(c["answer"]) != new[self.answer]:
             return None
         return question, trace
+
+
+def hidden_relation(numbers, free):
+    """
+    Whether two of the question's numbers add up to, or differ by, a third while one of the
+    three may change: "a $14 ticket and $6 of food used their entire $20 budget" (train-04327)
+    states 14 + 6 = 20 in words, and no trace step would keep it true.
+    Example: hidden_relation(numbers_in("14 and 6 make 20"), numbers_in("14 and 6 make 20")[:1]) is True
+    """
+    values = [n.value for n in numbers]
+    changing = {n.value for n in free}
+    for i, a in enumerate(values):
+        for j, b in enumerate(values):
+            if i < j and a + b in values and {a, b, a + b} & changing and a + b not in (a, b):
+                return True
+    return False
 
 
 class Rejected(Exception):

@@ -47,6 +47,24 @@ def test_a_number_also_written_as_a_word_gives_no_variant(train_by_id):
     assert "written as a word" in program(train_by_id["train-02657"], steps=True).reason
 
 
+def test_a_relation_the_question_states_gives_no_variant(train_by_id):
+    """train-04327: '$14 ticket, $6 of food, their entire $20 budget': 14 + 6 = 20 holds in words, in no step."""
+    assert "relation" in program(train_by_id["train-04327"]).reason
+    assert traces.hidden_relation(traces.numbers_in("14 and 6 make 20"), traces.numbers_in("14 and 6 make 20")[:1])
+    assert not traces.hidden_relation(traces.numbers_in("14 and 6 make 21"), traces.numbers_in("14 and 6 make 21"))
+
+
+def test_scores_stay_on_their_scale(train_by_id):
+    """train-04609: quiz scores of 92, 94, 95 became 145 with an average of 155 (a hand check found it)."""
+    p = train_by_id["train-04609"]
+    trace = data.equations_only(data.reference_to_trace(p.solution))
+    old = story_numbers(p.question, trace)
+    got = traces.variants(p.question, trace, 30, random.Random(0))[1:]
+    assert got
+    for q, t in got:
+        assert all(n <= 100 for n, was in zip(story_numbers(q, t), old) if was <= 100), (q, t)
+
+
 @pytest.mark.parametrize("pid, text, why", [
     ("train-00131", "11", "ordinal"),          # "the 11th chapter"
     ("train-00016", "5", "time"),              # "in the ratio 2:5": read as a clock time, kept
@@ -95,11 +113,14 @@ def test_story_caps_on_real_cases(train_by_id, gsm8k_dir):
     assert got and all(old / 3 <= Fraction(data.extract_answer(t)) <= old * 3 for _, t in got)
 
 
+def story_numbers(question, trace):
+    """The question's numbers and the results of the trace's steps, in order."""
+    return [n.value for n in traces.numbers_in(question)] + [Fraction(s.claimed.replace(",", "")) for s in data.find_equations(trace)]
+
+
 def ranks_kept(question, trace, new_question, new_trace):
     """The question's numbers and the step results keep their ranking (constants like 'four times' are not ranked)."""
-    def story(q, t):
-        return [n.value for n in traces.numbers_in(q)] + [Fraction(s.claimed.replace(",", "")) for s in data.find_equations(t)]
-    old, new = story(question, trace), story(new_question, new_trace)
+    old, new = story_numbers(question, trace), story_numbers(new_question, new_trace)
     return all((old[i] < old[j]) == (new[i] < new[j]) for i in range(len(old)) for j in range(len(old)))
 
 
@@ -166,7 +187,8 @@ def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_pat
     problems, _ = train.with_variants(stories, traces_by_id, 16, 1337, never)
     assert len(problems) > 100 and not never & {p.question for p in problems}
     assert all(p.id.split("~")[0] in traces_by_id for p in problems)
-    # the command draws the same rows again (its first 20 of the 500)
+    # the command writes such a file (the committed one is fixed: rules added since may drop a few of its rows)
     out = tmp_path / "seen.jsonl"
     traces.write_seen_stories(data.load_gsm8k("train", gsm8k_dir), 20, 2027, out)
-    assert [json.loads(line) for line in out.read_text().splitlines()] == [r for r in rows if r["id"] in out.read_text()]
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(written) == 20 and sum(r in rows for r in written) >= 15
