@@ -184,7 +184,7 @@ def summarize(rows):
     spr = [r["step_match"] for r in rows if r.get("step_match")]
     matched, n_out, n_ref = (sum(s[key] for s in spr) for key in ("matched", "n_output", "n_reference"))
     tokens = [r["n_tokens"] for r in rows]
-    ground = [grounding(r["question"], r["output"]) for r in rows]  # recomputed: older predictions lack it
+    ground = [grounding(r.get("question") or "", r["output"]) for r in rows]  # recomputed: older predictions lack it
     operands = sum(g["operands"] for g in ground)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
             **arithmetic_errors(outputs),
@@ -633,7 +633,10 @@ def load_teachers(paths, tok=None):
         outputs, k, n = [r["output"] for r in rows], sum(bool(r["correct"]) for r in rows), max(1, len(rows))
         tokens = (float(np.mean([len(tok.encode(o)) for o in outputs])) if tok and rows else
                   s["completion_tokens"] / n if s.get("completion_tokens") else None)
+        ground = [grounding(r.get("question") or "", r["output"]) for r in rows]
+        operands = sum(g["operands"] for g in ground)
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
+                         "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
                          "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_errors(outputs),
                          "steps": sum(data.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
@@ -651,13 +654,14 @@ def teacher_section(teachers, entries, references):
              "normalized by `teacher.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
              "the last number) and every equation checked by `data.check_trace`. The publishers' score is their own "
              "verdict on the same replies, where the file holds one.", "",
-             "| teacher | source | exact match, ours | publishers' score | difference (points) | empty replies |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "Grounded: the share of equation operands that are numbers of the question or earlier results.", "",
+             "| teacher | source | exact match, ours | publishers' score | difference (points) | empty replies | grounded operands |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for t in teachers:
         s, pub = t["s"], t["s"].get("published_exact_match")
         diff = "—" if pub is None else format(100 * (t["em"] - pub), "+.1f")
         source = s.get("recorded") or s.get("base_url") or "—"
-        lines.append(f"| {t['label']} | `{source}` | {t['em']:.1%} | {fmt(pub, '.1%')} | {diff} | {s.get('empty_outputs', 0)} |")
+        lines.append(f"| {t['label']} | `{source}` | {t['em']:.1%} | {fmt(pub, '.1%')} | {diff} | {s.get('empty_outputs', 0)} | {fmt(t['grounded'], '.1%')} |")
     best = max(entries, key=lambda e: e["m"]["exact_match"], default=None)
     if best:
         lines += ["", f"### The best student ({best['label']}, {best['m']['exact_match']:.1%}) against each teacher", "",

@@ -406,7 +406,8 @@ def test_compare_with_teachers(tmp_path):
     md = ev.compare(runs, args).read_text()
     assert "| teacher big-175b (recorded, n=24) | 0.917 (0.742-0.977) | 175B (published) | — | — | — | — | 2.0 | 4.2% (8.3%) | recorded |" in md
     assert "| teacher secret (recorded, n=24) | 0.500 (0.314-0.686) | — |" in md
-    assert "| big-175b | `big-175b.json` | 91.7% | 90.0% | +1.7 | 0 |" in md and "| secret | `secret.json` | 50.0% | — | — | 0 |" in md
+    # grounded: of each '{g} - 1 = {g-1}' / '{g-1} + 1 = {g}' with question 'question {g-1}?', only the carried {g-1}
+    assert "| big-175b | `big-175b.json` | 91.7% | 90.0% | +1.7 | 0 | 25.0% |" in md and "| secret | `secret.json` | 50.0% | — | — | 0 | — |" in md
     # the best student is the baseline (15 of 24); against big: b = 2 (problems 0, 1), c = 9
     assert "### The best student (answer, 62.5%) against each teacher" in md
     assert "| big-175b | 24 | 13 | 2 | 9 | 0 | 0.06543 |" in md

@@ -193,7 +193,8 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
 def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     """Traces that the teacher would have rejected are left out, counted by reason; partial files warn and train."""
     problems = data.load_gsm8k("train", gsm8k_dir)[:64]
-    rows = [{"id": p.id, "trace": data.reference_to_trace(p.solution)} for p in problems[:40]]  # problem 28: no equation
+    # problem 28: no equation; problem 8: 'S + 30 + 46 + 38 + 11 + 18 = 143', algebra the checker cannot read
+    rows = [{"id": p.id, "trace": data.reference_to_trace(p.solution)} for p in problems[:40]]
     rows += [{"id": p.id, "trace": "6 * 7 = 42\n#### 99999"} for p in problems[40:45]]
     rows += [{"id": p.id, "trace": f"1 + 1 = 3\n#### {p.answer}"} for p in problems[45:48]]
     rows += [{"id": p.id, "trace": f"so the answer is {p.answer}"} for p in problems[48:50]]
@@ -201,10 +202,10 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "partial"
     r = run_train(["--traces", str(f), "--out", str(out), "--test-limit", "2"], gsm8k_dir, tok_dir)
-    assert (f"left out 11 of 50 traces that fail the teacher's checks "
-            f"(wrong_answer 5, false_equation 3, unparsed 2, no_equation 1)") in r.stdout
-    assert "no trace for 25 of 64 train problems" in r.stdout
-    assert "cot examples: 39" in r.stdout
+    assert (f"left out 12 of 50 traces that fail the teacher's checks "
+            f"(wrong_answer 5, false_equation 4, unparsed 2, no_equation 1)") in r.stdout
+    assert "no trace for 26 of 64 train problems" in r.stdout
+    assert "cot examples: 38" in r.stdout
     assert json.loads((out / "metrics.json").read_text())["trace_source"].startswith("teacher traces from")
     # a file where most traces are false stops the run before any training, in one line
     f.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
