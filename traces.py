@@ -419,8 +419,11 @@ def main(argv=None):
     elif args.command == "show":
         rng = random.Random(args.seed)
         for p in rng.sample(train, args.n):
-            for q, t in variants(p.question, data.reference_to_trace(p.solution), 2, random.Random(f"{args.seed}-{p.id}"))[1:]:
-                print(f"== {p.id}\n{q}\n{t}\n")
+            got = variants(p.question, data.reference_to_trace(p.solution), 2, random.Random(f"{args.seed}-{p.id}"))
+            for label, (q, t) in zip(("original", "variant"), got if len(got) > 1 else []):
+                print(f"== {p.id} ({label})\n{q}\n{t}\n")
+            if len(got) == 1:
+                print(f"== {p.id}: no variant ({Program(p.question, data.reference_to_trace(p.solution)).reason or 'no draw passed'})\n")
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ def test_a_stalled_server_times_out_and_is_retried(capsys):
         code, _, _ = cli(capsys, llm, "--limit", "1", "--out", "t.jsonl", "--timeout", "0.3")
         elapsed = time.time() - t0
         assert llm.count() == 2
-    assert code == 0 and elapsed < 3
+    assert code == 0 and elapsed < 8  # the stall is 10 s: only the timeout ends it sooner (3 s failed once on a loaded machine)
     s = this_run("t.jsonl")
     assert (s["retries"], s["lines_written"]) == (1, 1) and s["latency_median_s"] < 0.3
 
