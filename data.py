@@ -593,7 +593,6 @@ def reference_to_trace(solution):
 
 
 # the number just right of an '='
-RESULT_AFTER_EQUALS = re.compile(r"=\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?)")  # '=' and the number a calculator writes after it
 EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]\d|\d|\.\d|\s*[-+*/(]\s*[\d.($])")
 ARITHMETIC_CHARS = frozenset("0123456789 \t.,$+-*/()%")  # what an expression left of '=' is made of
 EXPRESSION_START = frozenset("0123456789.(-")            # what its first character may be

@@ -184,7 +184,7 @@ def summarize(rows):
     spr = [r["step_match"] for r in rows if r.get("step_match")]
     matched, n_out, n_ref = (sum(s[key] for s in spr) for key in ("matched", "n_output", "n_reference"))
     tokens = [r["n_tokens"] for r in rows]
-    ground = [grounding(r.get("question") or "", r["output"]) for r in rows]  # recomputed: older predictions lack it
+    ground = [r.get("grounding") or grounding(r.get("question") or "", r["output"]) for r in rows]  # older predictions lack it
     operands = sum(g["operands"] for g in ground)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
             **arithmetic_errors(outputs),

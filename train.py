@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -209,12 +210,12 @@ def calculator_positions(tok, text, ids):
     out = []
     offset = 0
     for line in text.split("\n"):
-        for m in data.RESULT_AFTER_EQUALS.finditer(line):
-            lhs = data.arithmetic_before(line[:m.start()])
-            if lhs is None or lhs[1] is None:
+        for m in re.finditer("=", line):  # the checker's own reading of an equation
+            rhs, lhs = data.EQ_RHS.match(line, m.end()), data.arithmetic_before(line[:m.start()])
+            if rhs is None or lhs is None or lhs[1] is None:
                 continue
             before = tok.encode(text[:offset + m.start() + 1])
-            through = tok.encode(text[:offset + m.end()])
+            through = tok.encode(text[:offset + rhs.end(1)])
             if ids[:len(through)] == through and through[:len(before)] == before:  # the pieces split at '='
                 out += range(len(before), len(through))
         offset += len(line) + 1

@@ -4,7 +4,7 @@ outputs that the study's own report printed as examples (results/study-cpu/repor
 written when the predictions existed), each beside a recorded teacher's trace of the same
 problem, with the student's first false or wrong step marked by evaluate.mark_first_slip.
 
-    python results/study-cpu/report-teachers/side_by_side.py results/study-cpu/teachers/gpt-4.jsonl
+    python results/study-cpu/report-teachers/side_by_side.py runs/teachers/gpt-4.jsonl
 
 Writes side-by-side.md beside this file. A new study keeps its predictions, and then
 `evaluate.py --compare --teacher ...` writes this section into report.md itself.
