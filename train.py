@@ -60,6 +60,7 @@ class TrainConfig:
     max_tgt: int = 512             # longer targets are left out (counted), never truncated
     # optimization
     epochs: float = 6.0            # passes over the training examples
+    steps: int = 0                 # train exactly this many optimizer steps, whatever the epochs (0 = epochs decide); for equal-step comparisons
     time_budget_min: float = 0.0   # also stop after this many minutes of training (0 = no limit)
     batch_tokens: int = 8192       # padded tokens (src + tgt) per micro-batch and rank
     grad_accum: int = 1            # micro-batches per optimizer step
@@ -110,7 +111,7 @@ FLAG_TYPES = {
     **{k: _n(int, at_least=1) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "max_src",
                                         "max_tgt", "batch_tokens", "grad_accum", "log_interval", "eval_interval",
                                         "eval_problems", "max_new_tokens", "eval_batch", "variants")},
-    **{k: _n(int, at_least=0) for k in ("limit", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or never
+    **{k: _n(int, at_least=0) for k in ("limit", "steps", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or never
     **{k: _n(float, above=0) for k in ("epochs", "lr", "grad_clip")},
     **{k: _n(float, at_least=0) for k in ("time_budget_min", "weight_decay", "answer_weight")},
     "dropout": _n(float, at_least=0, below=1), "min_lr_ratio": _n(float, at_least=0, at_most=1), "seed": _n(int),
@@ -473,7 +474,7 @@ def main(argv=None):
     if all_batches % (world * cfg.grad_accum):
         log(f"{all_batches % (world * cfg.grad_accum)} of {all_batches} batches per epoch are skipped so that "
             f"{world} rank(s) x {cfg.grad_accum} micro-batches divide them evenly")
-    total_steps = max(1, int(cfg.epochs * steps_per_epoch))
+    total_steps = cfg.steps or max(1, int(cfg.epochs * steps_per_epoch))
     # Each micro-batch's loss is a mean over its own target tokens; scaling it by its share of
     # an average batch makes every target token weigh the same, whichever batch it is in (the
     # short '#### 72' batches of mode mixed would otherwise count as much as long trace batches).
@@ -525,7 +526,7 @@ def main(argv=None):
                 "data_files": files, "world_size": world, "device": str(device), "total_steps": total_steps, "model": asdict(mcfg)}
         write_json(out / "config.json", meta)
     log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {total_steps} steps "
-        f"({steps_per_epoch} per epoch x {cfg.epochs} epochs), device {device}, world {world}")
+        f"({steps_per_epoch} per epoch x {total_steps / max(1, steps_per_epoch):g} epochs), device {device}, world {world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     def checkpoint(name, **more):

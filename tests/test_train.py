@@ -231,8 +231,9 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
 
 
 def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
-    """--variants K: the train problems with their verified variants, recorded in config and metrics; a resume refuses another K."""
-    args = ["--mode", "cot", "--variants", "4", "--limit", "16", "--epochs", "2", "--eval-interval", "100", "--test-limit", "2",
+    """--variants K: the train problems with their verified variants, recorded in config and metrics; a resume refuses
+    another K. --steps N trains exactly N steps, whatever the epochs."""
+    args = ["--mode", "cot", "--variants", "4", "--limit", "16", "--steps", "7", "--eval-interval", "100", "--test-limit", "2",
             "--mask-results", "--out", str(tmp_path / "v")]
     r = run_train(args + ["--stop-after-steps", "3"], gsm8k_dir, tok_dir)
     assert "variants: " in r.stdout and "from 16 (up to 4 each" in r.stdout
@@ -243,6 +244,7 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
     run_train(args + ["--resume"], gsm8k_dir, tok_dir)
     metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["train_examples"] == config["train_examples"] and metrics["calculator"]
+    assert metrics["steps"] == config["total_steps"] == 7
 
 
 def test_with_variants_only_adds_checked_variants_of_the_given_problems(gsm8k_dir):
