@@ -29,6 +29,7 @@ import torch
 
 import data
 from model import generate_many, load_checkpoint
+from traces import exact_match
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
 CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "no_answer": "no or malformed answer",
@@ -303,10 +304,11 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
 
 
-def decode_all(model, sources, max_new, batch_size, calculator, label, prefix=()):
+def decode_all(model, sources, max_new, batch_size, calculator, label=None, prefix=()):
     """
     Greedy outputs in the original order and the seconds taken: the batches of one generate_many
-    call over all sources, made one call each so that progress and an ETA can be printed between.
+    call over all sources, made one call each so that progress and an ETA can be printed between
+    (under label; none without one).
     Example: outs, seconds = decode_all(model, [[5, 6, 7], [8, 9]], 64, 32, None, "cot")
     """
     # generate_many sorts only the list it is given: sorting all sources here first keeps the
@@ -318,9 +320,24 @@ def decode_all(model, sources, max_new, batch_size, calculator, label, prefix=()
         for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator, prefix=prefix)):
             outs[i] = ids
         done, el = start + len(idx), time.time() - t0
-        print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
-              flush=True)
+        if label:
+            print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
+                  flush=True)
     return outs, time.time() - t0
+
+
+def decode_and_score(model, tok, questions, golds, mode, task, reasoning_tokens, batch_size, calculator=None, label=None):
+    """
+    Greedy-decode each question as a task asks (its prefix forced, its budget: data.decode_budget)
+    and score each output by exact match: the one decode-and-score path of train.py (validation,
+    test) and evaluate.py. Returns (token ids, texts, correct, seconds), in the order of questions.
+    Example: ids, texts, correct, seconds = decode_and_score(model, tok, questions, golds, "cot", None, 512, 64)
+    """
+    prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
+    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    ids, seconds = decode_all(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator, label, prefix)
+    texts = [tok.decode(o) for o in ids]
+    return ids, texts, [exact_match(t, g) for t, g in zip(texts, golds)], seconds
 
 
 def batch1_latency(model, sources, max_new, device, calculator, prefix=()):
@@ -371,40 +388,16 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
-    rows, results = [], []
+    rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
     for task in data.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
-        sources = [tok.encode(q) for _, q, _, _ in problems]
-        prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
-        max_new = data.decode_budget(mode, task, max_new_tokens or cfg.get("max_new_tokens", 512))
-        calc = data.Calculator(tok) if calculator else None
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
-              f"up to {max_new} new tokens, on {device}")
-        ids, seconds = decode_all(model, sources, max_new, batch_size or cfg.get("eval_batch", 64), calc, label, prefix)
-        task_rows = []
-        for (pid, q, gold, ref), o in zip(problems, ids):
-            text, cut = tok.decode(o), len(o) >= max_new  # no eos within the budget
-            c = data.check_trace(text)
-            task_rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
-                              "correct": c["answer"] == gold, "category": classify_failure(text, gold, cut),
-                              "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
-                              "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
-                              "step_match": step_precision_recall(text, ref) if ref else None,
-                              "grounding": grounding(q, text)})
-        lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
-        m = summarize(task_rows)
-        m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
-                  "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
-                  "latency_ms_median": 1000 * float(np.median(lat)) if lat else None,
-                  "latency_ms_p90": 1000 * float(np.percentile(lat, 90)) if lat else None,
-                  "latency_samples": len(lat), "calculator_fired": calc.fired if calc else 0})
+              f"up to {data.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
+        m, task_rows = score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens,
+                                  batch_size or cfg.get("eval_batch", 64), latency_samples)
         results.append(m)
         rows += task_rows
-    if device.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
-    else:  # the whole process' high-water mark (Python, torch, data), not the model alone; KiB on Linux, bytes on macOS
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
-        kind = "process high-water mark (ru_maxrss)"
+    peak, kind = peak_memory(device)
     weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
     report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
               "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
@@ -417,15 +410,62 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
               "results": results}
     data.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     data.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
-    for m in results:
+    print_results(report, out)
+    return report
+
+
+def score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens, batch_size, latency_samples):
+    """
+    One task of one model on problems: (its metrics, its predictions rows, every output checked
+    step by step), decoded by decode_and_score, with its batch-1 latency on the first problems.
+    Example: m, rows = score_task(model, tok, load_problems("test")[:50], "cot", None, "cot", False, 512, 64, 20)
+    """
+    device = next(model.parameters()).device
+    prefix = tok.encode(data.task_prefix(task))
+    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    calc = data.Calculator(tok) if calculator else None
+    ids, texts, correct, seconds = decode_and_score(model, tok, [q for _, q, _, _ in problems], [gold for _, _, gold, _ in problems],
+                                                   mode, task, reasoning_tokens, batch_size, calc, label)
+    rows = []
+    for (pid, q, gold, ref), o, text, ok in zip(problems, ids, texts, correct):
+        cut, c = len(o) >= max_new, data.check_trace(text)  # cut: no eos within the budget
+        rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
+                     "correct": ok, "category": classify_failure(text, gold, cut),
+                     "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
+                     "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
+                     "step_match": step_precision_recall(text, ref) if ref else None,
+                     "grounding": grounding(q, text)})
+    sources = [tok.encode(q) for _, q, _, _ in problems[:latency_samples]]
+    lat = batch1_latency(model, sources, max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
+    m = summarize(rows)
+    m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
+              "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
+              "latency_ms_median": 1000 * float(np.median(lat)) if lat else None,
+              "latency_ms_p90": 1000 * float(np.percentile(lat, 90)) if lat else None,
+              "latency_samples": len(lat), "calculator_fired": calc.fired if calc else 0})
+    return m, rows
+
+
+def peak_memory(device):
+    """(peak memory in MB, what was measured): the allocator's peak on a GPU, the process' on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
+    # the whole process' high-water mark (Python, torch, data), not the model alone; KiB on Linux, bytes on macOS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+    return peak, "process high-water mark (ru_maxrss)"
+
+
+def print_results(report, out):
+    """One line per task of an evaluation, its warnings, and where it was written."""
+    for m in report["results"]:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
               f"equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
     for w in report["warnings"]:
         print(f"warning: {w}")
-    print(f"peak memory {peak:.0f} MB ({kind}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
-    return report
+    eff = report["efficiency"]
+    print(f"peak memory {eff['peak_memory_mb']:.0f} MB ({eff['peak_memory_kind']}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
 
 
 def fmt(x, spec):

@@ -349,6 +349,20 @@ def variants(question, trace, k, rng):
 
 
 # -----------------------------------------------------------------------------
+# Scoring a student's output
+
+
+def exact_match(output, gold):
+    """
+    Whether a student's output gets the problem right: its final answer (data.extract_answer)
+    is the gold answer. The one rule train.py's model selection and test score and evaluate.py share.
+    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True
+    """
+    return data.extract_answer(output) == gold
+
+
+# -----------------------------------------------------------------------------
+# The seen-stories evaluation set
 
 
 def write_seen_stories(train, n, seed, out):
