@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -35,53 +35,61 @@ from model import EncoderDecoder, ModelConfig, generate_many, load_checkpoint, s
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 
 
+def setting(default, help):
+    """A TrainConfig field with its --help text declared beside it (resolve_config turns fields into flags).
+
+    Example: lr: float = setting(1e-3, "peak learning rate")
+    """
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    mode: str = "cot"              # answer | cot | mixed | filler | shuffled (see make_examples)
-    preset: str = "default"        # named sizes: smoke, default (CPU), gpu
-    out: str = ""                  # run folder; empty -> runs/<mode>
-    data_dir: str = ""             # GSM8K folder; empty -> $GSM8K_DIR or data/gsm8k
-    traces: str = ""               # teacher traces JSONL; empty -> GSM8K reference solutions
-    trace_format: str = "equations"  # equations: the equation lines only | steps: the solution's sentences and equations
-    vocab_size: int = data.DEFAULT_VOCAB  # tokenizer pieces
-    tokenizer_dir: str = ""        # where tokenizers are cached; empty -> data/tokenizer
-    limit: int = 0                 # train on the first N problems only (0 = all)
-    variants: int = 1              # verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)
-    seen_stories: str = "results/seen-stories/seen-stories.jsonl"  # evaluation set of train stories with new numbers: its questions are never trained on
-    mask_results: bool = False     # calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained
+    mode: str = setting("cot", "answer | cot | mixed | filler | shuffled (see make_examples)")
+    preset: str = setting("default", "named sizes: smoke, default (CPU), gpu")
+    out: str = setting("", "run folder; empty -> runs/<mode>")
+    data_dir: str = setting("", "GSM8K folder; empty -> $GSM8K_DIR or data/gsm8k")
+    traces: str = setting("", "teacher traces JSONL; empty -> GSM8K reference solutions")
+    trace_format: str = setting("equations", "equations: the equation lines only | steps: the solution's sentences and equations")
+    vocab_size: int = setting(data.DEFAULT_VOCAB, "tokenizer pieces")
+    tokenizer_dir: str = setting("", "where tokenizers are cached; empty -> data/tokenizer")
+    limit: int = setting(0, "train on the first N problems only (0 = all)")
+    variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)")
+    seen_stories: str = setting("results/seen-stories/seen-stories.jsonl", "evaluation set of train stories with new numbers: its questions are never trained on")
+    mask_results: bool = setting(False, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
     # model
-    d_model: int = 256             # width
-    n_heads: int = 4               # attention heads
-    n_enc_layers: int = 3          # encoder depth
-    n_dec_layers: int = 3          # decoder depth
-    d_ff: int = 1024               # feed-forward width
-    dropout: float = 0.1           # dropout everywhere
-    max_src: int = 384             # longer questions are left out (counted), never truncated
-    max_tgt: int = 512             # longer targets are left out (counted), never truncated
+    d_model: int = setting(256, "width")
+    n_heads: int = setting(4, "attention heads")
+    n_enc_layers: int = setting(3, "encoder depth")
+    n_dec_layers: int = setting(3, "decoder depth")
+    d_ff: int = setting(1024, "feed-forward width")
+    dropout: float = setting(0.1, "dropout everywhere")
+    max_src: int = setting(384, "longer questions are left out (counted), never truncated")
+    max_tgt: int = setting(512, "longer targets are left out (counted), never truncated")
     # optimization
-    epochs: float = 6.0            # passes over the training examples
-    steps: int = 0                 # train exactly this many optimizer steps, whatever the epochs (0 = epochs decide); for equal-step comparisons
-    time_budget_min: float = 0.0   # also stop after this many minutes of training (0 = no limit)
-    batch_tokens: int = 8192       # padded tokens (src + tgt) per micro-batch and rank
-    grad_accum: int = 1            # micro-batches per optimizer step
-    lr: float = 1e-3               # peak learning rate
-    min_lr_ratio: float = 0.1      # cosine decays to lr * this
-    warmup_steps: int = 100        # linear warmup (capped at 10% of the run)
-    weight_decay: float = 0.1      # on matrices only, not on norms, biases, embeddings
-    grad_clip: float = 1.0         # max global gradient norm
-    answer_weight: float = 1.0     # mixed mode: weight of the answer task's loss
+    epochs: float = setting(6.0, "passes over the training examples")
+    steps: int = setting(0, "train exactly this many optimizer steps, whatever the epochs (0 = epochs decide); for equal-step comparisons")
+    time_budget_min: float = setting(0.0, "also stop after this many minutes of training (0 = no limit)")
+    batch_tokens: int = setting(8192, "padded tokens (src + tgt) per micro-batch and rank")
+    grad_accum: int = setting(1, "micro-batches per optimizer step")
+    lr: float = setting(1e-3, "peak learning rate")
+    min_lr_ratio: float = setting(0.1, "cosine decays to lr * this")
+    warmup_steps: int = setting(100, "linear warmup (capped at 10% of the run)")
+    weight_decay: float = setting(0.1, "on matrices only, not on norms, biases, embeddings")
+    grad_clip: float = setting(1.0, "max global gradient norm")
+    answer_weight: float = setting(1.0, "mixed mode: weight of the answer task's loss")
     # evaluation and bookkeeping
-    log_interval: int = 20         # steps between progress lines
-    eval_interval: int = 500       # steps between validation + checkpoint
-    eval_problems: int = 100       # val problems decoded for validation exact match
-    test_limit: int = 0            # decode only the first N test problems at the end (0 = all)
-    max_new_tokens: int = 512      # decoding budget for reasoning modes (as long as the longest target)
-    eval_batch: int = 64           # sequences decoded together
-    seed: int = 1337               # everything random derives from it
-    device: str = ""               # cuda | mps | cpu; empty -> best available
-    compile: bool = False          # torch.compile the model
-    stop_after_steps: int = 0      # stop (as if interrupted) after this many steps; 0 = never
-    overwrite: bool = False        # start over in an --out that holds a run: its files are deleted first
+    log_interval: int = setting(20, "steps between progress lines")
+    eval_interval: int = setting(500, "steps between validation + checkpoint")
+    eval_problems: int = setting(100, "val problems decoded for validation exact match")
+    test_limit: int = setting(0, "decode only the first N test problems at the end (0 = all)")
+    max_new_tokens: int = setting(512, "decoding budget for reasoning modes (as long as the longest target)")
+    eval_batch: int = setting(64, "sequences decoded together")
+    seed: int = setting(1337, "everything random derives from it")
+    device: str = setting("", "cuda | mps | cpu; empty -> best available")
+    compile: bool = setting(False, "torch.compile the model")
+    stop_after_steps: int = setting(0, "stop (as if interrupted) after this many steps; 0 = never")
+    overwrite: bool = setting(False, "start over in an --out that holds a run: its files are deleted first")
 
 
 PRESETS = {
@@ -132,24 +140,21 @@ def check_config(parser, cfg, resume):
 
 
 def resolve_config(argv=None):
-    """Defaults, then the preset, then flags given explicitly on the command line."""
+    """
+    Defaults, then the preset, then flags given explicitly on the command line: (TrainConfig, resume).
+    Every TrainConfig field is a flag, its help the text declared beside the field.
+    Example: cfg, resume = resolve_config(["--mode", "answer", "--preset", "smoke"])
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    comments = {f.name: "" for f in fields(TrainConfig)}
-    for line in Path(__file__).read_text().split("class TrainConfig:")[1].split("\n\n\n")[0].splitlines():
-        if ":" in line and "#" in line:
-            comments[line.split(":")[0].strip()] = line.split("#", 1)[1].strip().replace("%", "%%")  # argparse formats help
+    choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": data.TRACE_FORMATS}
     for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")  # argparse formats help
         if f.type is bool or f.type == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=comments[f.name])
-        elif f.name == "mode":
-            parser.add_argument(flag, choices=MODES, default=None, help=comments[f.name])
-        elif f.name == "preset":
-            parser.add_argument(flag, choices=sorted(PRESETS), default=None, help=comments[f.name])
-        elif f.name == "trace_format":
-            parser.add_argument(flag, choices=data.TRACE_FORMATS, default=None, help=comments[f.name])
+            parser.add_argument(flag, action="store_true", default=None, help=text)
+        elif f.name in choices:
+            parser.add_argument(flag, choices=choices[f.name], default=None, help=text)
         else:
-            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, type(f.default)), default=None, help=f"{comments[f.name]} (default {f.default!r})")
+            parser.add_argument(flag, type=FLAG_TYPES.get(f.name, type(f.default)), default=None, help=f"{text} (default {f.default!r})")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
