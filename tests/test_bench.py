@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ["matmul_peak_gflop_s", "peak_memory_mb",
             "decode.batch1_cached_ms_per_sample", "decode.batch1_uncached_ms_per_sample", "decode.cache_speedup_ratio",
             "decode.ms_per_token_growth_ratio"]
-for preset in ("smoke", "default", "large"):
+for preset in ("smoke", "default", "gpu"):
     EXPECTED += [f"train.{preset}.{k}" for k in (
         "ours_tok_s", "nn_transformer_tok_s", "ratio_vs_nn_transformer", "ours_fraction_of_peak",
         "nn_transformer_fraction_of_peak", "ours_gflop_s", "flops_per_step")]
@@ -43,3 +43,13 @@ def test_quick_run_produces_every_figure(tmp_path):
     if "train.default.t5_tok_s" not in figures:  # transformers is optional and never required
         assert "HF T5: skipped" in r.stdout
     assert not list(tmp_path.glob(".tmp-*")), "the JSON is written atomically, no temporary file left"
+
+
+def test_presets_are_the_models_train_py_trains():
+    import bench
+    import train
+    assert list(bench.PRESETS) == list(train.PRESETS)
+    cfg = train.TrainConfig()
+    assert bench.PRESETS["default"] == (cfg.d_model, cfg.n_heads, cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_ff) == (256, 4, 3, 3, 1024)
+    assert bench.PRESETS["gpu"] == (512, 8, 6, 6, 2048) and bench.PRESETS["smoke"] == (64, 2, 1, 1, 128)
+    assert bench.QUICK_PRESETS == {"smoke": (32, 2, 1, 1, 64), "default": (64, 4, 3, 3, 256), "gpu": (128, 8, 6, 6, 512)}
