@@ -18,6 +18,7 @@ import json
 import math
 import random
 import resource
+import shlex
 import sys
 import textwrap
 import time
@@ -222,18 +223,35 @@ def reasoning_warning(mode, m):
 
 def resolve_run(path):
     """
-    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file.
+    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file. A folder
+    without best.pt is an error that says how to go on with its run.
     Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/best.pt"))
     """
     path = Path(path)
     if path.is_file():
         return path.parent, path
     if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --out {path}` or fix the path")
+        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --mode <mode> --out {path}` or fix the path")
     if not (path / "best.pt").exists():
-        raise FileNotFoundError(f"{path} has no best.pt: the run has not reached its first evaluation yet; "
-                                f"finish it with `python train.py --out {path} --resume`, or pass a checkpoint such as {path / 'last.pt'}")
+        raise FileNotFoundError(f"{path} has no best.pt: {unfinished_run_advice(path)}")
     return path, path / "best.pt"
+
+
+def unfinished_run_advice(path):
+    """
+    What to do with a run folder that has no best.pt, with the command that does it: the train.py
+    command the run recorded (config.json), else one made of its mode and preset.
+    Example: unfinished_run_advice(Path("runs/answer"))  # "the run stopped before its first validation; continue it with ..."
+    """
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else None
+    if config is None:
+        return f"it holds no run (no config.json); train one with `python train.py --mode <mode> --out {path}`"
+    resume = config.get("resume_command") or shlex.join(["python", "train.py", "--mode", config.get("mode", "cot"), "--preset",
+                                                          config.get("preset", "default"), "--out", str(path), "--resume"])
+    if (path / "last.pt").exists():
+        return f"the run stopped before its first validation; continue it with `{resume}`, or evaluate {path / 'last.pt'}"
+    restart = resume.removesuffix(" --resume") + " --overwrite"
+    return f"the run stopped before its first checkpoint (or is starting); start it again with `{restart}`"
 
 
 def load_problems(split, eval_file=None, data_dir=None):
@@ -304,25 +322,26 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
 
 
-def decode_all(model, sources, max_new, batch_size, calculator, label=None, prefix=()):
+def decode_all(model, sources, max_new, batch_size, calculator, label=None, prefix=(), every=10.0):
     """
     Greedy outputs in the original order and the seconds taken: the batches of one generate_many
-    call over all sources, made one call each so that progress and an ETA can be printed between
-    (under label; none without one).
+    call over all sources, made one call each so that a progress line with an ETA can be printed
+    between, under label, at most every `every` seconds and at the end (no line without a label).
     Example: outs, seconds = decode_all(model, [[5, 6, 7], [8, 9]], 64, 32, None, "cot")
     """
     # generate_many sorts only the list it is given: sorting all sources here first keeps the
     # batches (and so the outputs) those of a single call over every source
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outs, t0 = [None] * len(sources), time.time()
+    printed = t0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator, prefix=prefix)):
             outs[i] = ids
         done, el = start + len(idx), time.time() - t0
-        if label:
-            print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
-                  flush=True)
+        if label and (time.time() - printed >= every or done == len(sources)):
+            print(f"  {label}: {done}/{len(sources)} problems | {el:.0f} s | eta {el / done * (len(sources) - done):.0f} s", flush=True)
+            printed = time.time()
     return outs, time.time() - t0
 
 

@@ -509,11 +509,11 @@ def save_checkpoint(path, model, **extra):
         raise
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """Rebuild the model from a save_checkpoint file -> (model in eval mode, checkpoint dict).
-    Missing, truncated or foreign files raise one clear error naming the path.
+def read_checkpoint(path, map_location="cpu"):
+    """The dict a save_checkpoint file holds, without building its model (load_state_dict it into
+    one of the same config). Missing, truncated or foreign files raise one clear error naming the path.
 
-    Example: model, ckpt = load_checkpoint("out/ckpt.pt"); step = ckpt["step"]
+    Example: ckpt = read_checkpoint("out/ckpt.pt"); model.load_state_dict(ckpt["model"])
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}: check the path (or train first)")
@@ -528,6 +528,16 @@ def load_checkpoint(path, map_location="cpu"):
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found format={found!r}); "
                          f"use a file written by save_checkpoint")
+    return ckpt
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Rebuild the model from a save_checkpoint file -> (model in eval mode, checkpoint dict).
+    Missing, truncated or foreign files raise one clear error naming the path.
+
+    Example: model, ckpt = load_checkpoint("out/ckpt.pt"); step = ckpt["step"]
+    """
+    ckpt = read_checkpoint(path, map_location)
     try:
         model = EncoderDecoder(ModelConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])

@@ -3,7 +3,7 @@ Train the student on GSM8K, for each supervision mode the study compares.
 
     python train.py --mode cot                  # question -> reasoning trace + answer
     python train.py --mode answer               # question -> answer (the baseline)
-    python train.py --mode mixed                # both tasks, told apart by a prefix
+    python train.py --mode mixed                # one model, both tasks: [cot] or [answer] starts the output (forced at decoding)
     python train.py --mode cot --preset smoke   # end to end in under a minute on a CPU
     torchrun --nproc_per_node=2 train.py --mode cot   # data-parallel (gloo on CPU, nccl on GPU)
 
@@ -18,7 +18,9 @@ import math
 import os
 import random
 import re
+import shlex
 import shutil
+import signal
 import sys
 import time
 from collections import Counter
@@ -31,7 +33,7 @@ import torch.distributed as dist
 import data
 from traces import variants as verified_variants
 from evaluate import decode_and_score
-from model import EncoderDecoder, ModelConfig, load_checkpoint, save_checkpoint
+from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 
@@ -146,7 +148,8 @@ def resolve_config(argv=None):
     Every TrainConfig field is a flag, its help the text declared beside the field.
     Example: cfg, resume = resolve_config(["--mode", "answer", "--preset", "smoke"])
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviated flags: resume_command must recognise --overwrite and --stop-after-steps as written
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": data.TRACE_FORMATS}
     for f in fields(TrainConfig):
         flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")  # argparse formats help
@@ -542,7 +545,7 @@ def resume_state(out, cfg, model, optimizer, tok, files, par):
     if not (out / "last.pt").exists():
         sys.exit(f"error: --resume: {out / 'last.pt'} not found; start without --resume")
     try:
-        loaded, ckpt = load_checkpoint(out / "last.pt", map_location=par.device)
+        ckpt = read_checkpoint(out / "last.pt", map_location=par.device)  # into model: one parameter line per run
     except ValueError as e:
         sys.exit(f"error: --resume: {e}")
     for key, was in ckpt["train_config"].items():
@@ -551,7 +554,7 @@ def resume_state(out, cfg, model, optimizer, tok, files, par):
             sys.exit(f"error: --resume: {out / 'last.pt'} was trained with --{key.replace('_', '-')} {was!r}, "
                      f"not {now!r}; resume with the same settings or start a new --out")
     check_same_inputs(out, ckpt, tok, files)
-    model.load_state_dict(loaded.state_dict())
+    model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     random.setstate(ckpt["rng"]["python"])
     torch.set_rng_state(ckpt["rng"]["torch"])
@@ -594,6 +597,7 @@ class Run:
     raw_model: EncoderDecoder  # the model itself: validated and saved
     optimizer: torch.optim.Optimizer
     autocast: object         # bf16 autocast on a GPU, a no-op on a CPU
+    interrupt: "Interrupt"   # set by Ctrl-C: the loop saves last.pt after its current step and returns
 
 
 def lr_at(step, total, cfg, train_time=0.0):
@@ -697,7 +701,8 @@ def validate(run):
     calc = data.Calculator(run.tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
     problems = run.val[: cfg.eval_problems]
     _, texts, correct, _ = decode_and_score(model, run.tok, [p.question for p in problems], [p.answer for p in problems],
-                                            cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc)
+                                            cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc,
+                                            label="validation decoding")
     model.train()
     return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
 
@@ -730,8 +735,9 @@ def train_loop(run, state):
     """
     Train until state.total_steps: an epoch is a shuffled list of batches, grad_accum of them per
     optimizer step; a line every log_interval steps, validation and checkpoints every eval_interval
-    and at the end. Returns True when it stopped early as asked (--stop-after-steps).
-    Example: stopped = train_loop(run, TrainState(total_steps=678))
+    and at the end; Ctrl-C (run.interrupt) ends it after the current step, with last.pt saved.
+    Returns how it ended: "finished", "stopped" (--stop-after-steps) or "interrupted".
+    Example: ended = train_loop(run, TrainState(total_steps=678))
     """
     cfg = run.cfg
     logf = open(run.out / "log.jsonl", "a") if run.par.master else None
@@ -758,12 +764,15 @@ def train_loop(run, state):
             if state.step % cfg.eval_interval == 0 or state.step == state.total_steps or stop:
                 validate_and_save(run, state, logf)
                 t_last = time.time()  # validation time is not training time
-            if stop:
-                return True
-            if state.step >= state.total_steps:
-                return False
+            elif run.interrupt.asked:  # last.pt alone: validating here would make best.pt differ from an uninterrupted run's
+                state.train_time += time.time() - t_last
+                checkpoint(run, state, "last.pt")
+            if run.interrupt.asked:
+                return "interrupted"
+            if stop or state.step >= state.total_steps:
+                return "stopped" if stop else "finished"
         state.epoch, state.position = state.epoch + 1, 0
-    return False
+    return "finished"
 
 
 def check_ranks_agree(model, par):
@@ -799,28 +808,84 @@ def main(argv=None):
         write_json(out / "config.json", {
             **asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
             "train_problems": len(train), "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
-            "world_size": par.world, "device": str(par.device), "total_steps": state.total_steps, "model": asdict(raw_model.config)})
+            "world_size": par.world, "device": str(par.device), "total_steps": state.total_steps, "model": asdict(raw_model.config),
+            "resume_command": resume_command(argv)})
     par.log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {state.total_steps} steps ({steps_per_epoch} per epoch "
             f"x {state.total_steps / max(1, steps_per_epoch):g} epochs), device {par.device}, world {par.world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if par.device.type == "cuda" else torch.autocast("cpu", enabled=False)
-    run = Run(cfg, par, out, tok, examples, val, val_examples, mean_tokens, model, raw_model, optimizer, autocast)
+    run = Run(cfg, par, out, tok, examples, val, val_examples, mean_tokens, model, raw_model, optimizer, autocast, Interrupt())
 
-    stopped = train_loop(run, state)
+    if not par.ddp:  # under torchrun, Ctrl-C goes to torchrun, which stops every rank: resume from the last checkpoint
+        signal.signal(signal.SIGINT, run.interrupt)
+    ended = train_loop(run, state)
     if par.ddp:
         check_ranks_agree(raw_model, par)
-    if stopped and state.step < state.total_steps:
-        par.log(f"stopped after step {state.step} as asked; continue with --resume")
+    if ended == "interrupted":
+        print(f"interrupted after step {state.step}; {out / 'last.pt'} is saved, resume with:\n  {resume_command(argv)}", file=sys.stderr)
+        sys.exit(130)
+    if ended == "stopped" and state.step < state.total_steps:
+        par.log(f"stopped after step {state.step} as asked; continue with:\n  {resume_command(argv)}")
     elif par.master:
-        finish(run, state, source)
+        finish_or_say_how(run, state, source, argv)
     if par.ddp:
         dist.barrier()
         dist.destroy_process_group()
 
 
+class Interrupt:
+    """
+    Ctrl-C (SIGINT) as a request to stop: the first sets .asked, and train_loop ends after its
+    current optimizer step with last.pt saved; a second aborts at once (exit 130), losing only the
+    steps since the last checkpoint.
+    Example: signal.signal(signal.SIGINT, Interrupt())
+    """
+
+    def __init__(self):
+        self.asked = False
+
+    def __call__(self, signum, frame):
+        if self.asked:
+            print("\nCtrl-C again: stopped at once (the last checkpoint is kept)", file=sys.stderr, flush=True)
+            raise SystemExit(130)
+        self.asked = True
+        print("\nCtrl-C: finishing this step, then saving last.pt (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
+
+
+def resume_command(argv=None):
+    """
+    The command line that continues this run: the one that started it, with --resume, without
+    --overwrite (which would delete the run) and --stop-after-steps (which would stop it again).
+    Example: resume_command(["--mode", "answer", "--overwrite"]) == "python train.py --mode answer --resume"
+    """
+    args, flags = list(sys.argv[1:] if argv is None else argv), []
+    while args:
+        arg = args.pop(0)
+        if arg == "--stop-after-steps":
+            args = args[1:]
+        elif arg not in ("--overwrite", "--resume") and not arg.startswith("--stop-after-steps="):
+            flags.append(arg)
+    launcher = ["torchrun", f"--nproc_per_node={os.environ['WORLD_SIZE']}"] if "RANK" in os.environ else ["python"]
+    script = "train.py" if Path(__file__).parent == Path.cwd() else __file__
+    return shlex.join([*launcher, script, *flags, "--resume"])
+
+
+def finish_or_say_how(run, state, source, argv):
+    """finish, where Ctrl-C stops the test decoding at once and says how to score the saved run."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        finish(run, state, source)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted during the test decoding; training is saved ({run.out / 'best.pt'}, {run.out / 'last.pt'}), "
+              f"and this scores it:\n  {resume_command(argv)}", file=sys.stderr)
+        sys.exit(130)
+
+
 def finish(run, state, source):
     """Score the best checkpoint once on test (every way the mode is asked) and write metrics.json."""
     cfg, out, tok, device = run.cfg, run.out, run.tok, run.par.device
-    model, ckpt = load_checkpoint(out / "best.pt", map_location=device)
+    ckpt = read_checkpoint(out / "best.pt", map_location=device)
+    model = run.raw_model
+    model.load_state_dict(ckpt["model"])
     model.eval()
     test = data.load_gsm8k("test", cfg.data_dir or None)[: cfg.test_limit or None]
     metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
@@ -832,7 +897,8 @@ def finish(run, state, source):
                "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
     for task in data.ways_to_ask(cfg.mode):
         _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
-                                            cfg.max_new_tokens, cfg.eval_batch, data.Calculator(tok) if cfg.mask_results else None)
+                                            cfg.max_new_tokens, cfg.eval_batch, data.Calculator(tok) if cfg.mask_results else None,
+                                            label="test decoding" + (f" ({task})" if task else ""))
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
         metrics[key] = k / len(test)

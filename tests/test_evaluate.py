@@ -1,6 +1,7 @@
 """evaluate.py: every metric on hand-made cases with exact values, then end to end on tiny checkpoints."""
 import json
 import math
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -161,8 +162,17 @@ def test_eval_file_rows_and_errors(tmp_path):
 def test_run_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder .*nope not found"):
         ev.resolve_run(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="has no best.pt.*--resume"):
+    with pytest.raises(FileNotFoundError, match="has no best.pt: it holds no run"):
         ev.resolve_run(tmp_path)
+    # an answer run stopped early: the advice is its own command (mode, preset), never a file that does not exist
+    (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "preset": "smoke"}))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"start it again with `python train.py --mode answer --preset smoke --out {tmp_path} --overwrite`")):
+        ev.resolve_run(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "resume_command": "python train.py --mode answer --resume"}))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"continue it with `python train.py --mode answer --resume`, or evaluate {tmp_path / 'last.pt'}")):
+        ev.resolve_run(tmp_path)
+    (tmp_path / "last.pt").unlink()
     (tmp_path / "eval.json").write_text("{not json")
     (tmp_path / "predictions.jsonl").write_text("")
     with pytest.raises(ValueError, match=f"{tmp_path}.*corrupt.*rerun"):

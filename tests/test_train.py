@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -83,26 +84,42 @@ def test_make_examples_modes(gsm8k_dir, tokenizer):
     assert answer.tgt == tokenizer.encode("[answer]") + by_mode["answer"][0][1].tgt
 
 
-def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
-    args = ["--mode", "cot", "--eval-interval", "100", "--test-limit", "2"]
+def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
+    """SIGINT to a real run: it finishes its step, saves last.pt, prints the command that resumes it (an answer run's
+    --mode included) and exits 130 without a traceback; that command ends with the weights, losses and best.pt
+    of an uninterrupted run."""
+    import signal
+    args = ["--mode", "answer", "--limit", "32", "--steps", "40", "--log-interval", "1", "--eval-problems", "2", "--test-limit", "2"]
     run_train(args + ["--out", str(tmp_path / "straight")], gsm8k_dir, tok_dir)
-    r = run_train(args + ["--out", str(tmp_path / "broken"), "--stop-after-steps", "13"], gsm8k_dir, tok_dir)
-    assert "stopped after step 13" in r.stdout and not (tmp_path / "broken" / "metrics.json").exists()
+    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "--preset", "smoke", "--tokenizer-dir", str(tok_dir), *args, "--out", str(tmp_path / "broken")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    step = load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"]
+    assert 2 <= step < 40 and not (tmp_path / "broken" / "metrics.json").exists()
+    hint = err.strip().splitlines()[-1].strip()
+    assert hint.startswith("python train.py ") and hint.endswith(" --resume") and "--mode answer" in hint and "--preset smoke" in hint
+    assert f"interrupted after step {step}" in err
     with open(tmp_path / "broken" / "log.jsonl", "a") as f:  # as if a crash came after more steps were logged
-        f.write(json.dumps({"step": 15, "loss": 99.0}) + "\n")
-    run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
-    a, ca = load_checkpoint(tmp_path / "straight" / "last.pt")
-    b, cb = load_checkpoint(tmp_path / "broken" / "last.pt")
-    assert ca["step"] == cb["step"] > 13
-    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(pa, pb), name
-    rows = [json.loads(line) for line in (tmp_path / "broken" / "log.jsonl").read_text().splitlines()]
-    loss_steps = [r["step"] for r in rows if "loss" in r]
-    assert loss_steps == sorted(set(loss_steps)) and 13 < loss_steps[-1]  # nothing logged twice across the interruption
-    assert 99.0 not in [r.get("loss") for r in rows]
+        f.write(json.dumps({"step": step + 1, "loss": 99.0}) + "\n")
+    r = subprocess.run([sys.executable, *shlex.split(hint)[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("EncoderDecoder:") == 1  # the parameter line once, resumed or not
+    for name in ("last.pt", "best.pt"):
+        a, ca = load_checkpoint(tmp_path / "straight" / name)
+        b, cb = load_checkpoint(tmp_path / "broken" / name)
+        assert ca["step"] == cb["step"] and ca.get("val_em") == cb.get("val_em")
+        for (key, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(pa, pb), (name, key)
+    assert train_losses(tmp_path / "broken") == train_losses(tmp_path / "straight")  # nothing lost or logged twice
     # a finished run that is resumed only finishes; other settings are refused
     r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
-    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == cb["step"]
+    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == 40
     r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume", "--lr", "0.1"], gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
 
@@ -143,7 +160,8 @@ def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
 def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "run"
     args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
-    run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    r = run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    assert f"stopped after step 2 as asked; continue with:\n  python train.py --preset smoke --tokenizer-dir {tok_dir} {' '.join(args)} --resume" in r.stdout
     files = json.loads((out / "config.json").read_text())["data_files"]
     assert files["train"] == data.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
     # another GSM8K folder: one question differs (it also trains its own tokenizer)
