@@ -933,6 +933,10 @@ def compare(runs, args):
     return out / "report.md"
 
 
+# train.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
+PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "gpu": 0}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
@@ -945,17 +949,22 @@ def parse_args(argv=None):
     a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
     a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
     a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
-    a("--limit", type=data.arg_number(int, at_least=0), default=0, help="score only the first N problems (0 = all)")
+    a("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
+      "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
+    a("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
     a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
     a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
     a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
     a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
     a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
       "differs); eval.json and the report say so")
-    a("--device", help="cuda | cpu (default: cuda when available)")
+    a("--device", help="cuda | mps | cpu (default: the best available)")
     a("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
     a("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.limit is None:
+        args.limit = PRESET_TEST_LIMIT[args.preset] if args.preset else 0
+    return args
 
 
 def main(argv=None):

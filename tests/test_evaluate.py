@@ -438,3 +438,12 @@ def test_compare_with_teachers(tmp_path):
     assert "| big-175b | 24 | — | — | — | — | ≤ 0.06543 (bound) |" in md  # overlap 13 is the largest p, as it happens
     assert "were not kept for any of the students" in md and "no paired test" in md and "| cot | — / — | — | — |" in md
     assert "No compared student that writes equations has its predictions" in md
+
+
+def test_preset_names_and_limits_are_train_pys():
+    import train
+    assert set(ev.PRESET_TEST_LIMIT) == set(train.PRESETS)
+    assert ev.PRESET_TEST_LIMIT == {name: train.TrainConfig(**o).test_limit for name, o in train.PRESETS.items()}
+    assert ev.parse_args(["runs/x", "--preset", "smoke"]).limit == 32
+    assert ev.parse_args(["runs/x", "--preset", "smoke", "--limit", "5"]).limit == 5
+    assert ev.parse_args(["runs/x"]).limit == 0
