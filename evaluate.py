@@ -91,14 +91,13 @@ def grounding(question, output):
 
 def classify_failure(output, gold, cut_off):
     """
-    One category per output, first match wins: correct (the extracted answer is gold, as in
-    exact match); cut_off (hit the length limit); no_answer (no '#### <number>' last line);
-    arithmetic_slip (some written equation is false); wrong_reasoning (every equation holds,
+    One category per output, first match wins: correct (traces.exact_match); cut_off (hit the
+    length limit); no_answer (no '#### <number>' last line); arithmetic_slip (some written equation is false); wrong_reasoning (every equation holds,
     vacuously so for answer-only outputs, yet the answer is wrong).
     Example: classify_failure("5 * 4 = 21\\n#### 21", "20", cut_off=False) == "arithmetic_slip"
     """
     c = data.check_trace(output)
-    if c["answer"] is not None and c["answer"] == gold:
+    if exact_match(output, gold):
         return "correct"
     if cut_off:
         return "cut_off"

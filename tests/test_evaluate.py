@@ -46,7 +46,7 @@ def test_step_precision_recall():
     ("5 * 4 = 21\n#### 21", "20", False, "arithmetic_slip"),
     ("5 * 4 = 20\n20 + 1 = 21\n#### 21", "19", False, "wrong_reasoning"),
     ("#### 7", "8", False, "wrong_reasoning"),                 # answer-only: nothing to check, wrong answer
-    ("5 * 4 = 20 so the answer is", "20", False, "correct"),    # the flexible rule still finds 20
+    ("5 * 4 = 20 so the answer is", "20", False, "no_answer"),  # no '####': malformed, as when its last number is not gold
     ("5 * 4 = 20 so the answer is 3", "20", False, "no_answer"),
     ("", "20", False, "no_answer"),
     ("#### lots", "20", False, "no_answer"),
@@ -447,3 +447,16 @@ def test_preset_names_and_limits_are_train_pys():
     assert ev.parse_args(["runs/x", "--preset", "smoke"]).limit == 32
     assert ev.parse_args(["runs/x", "--preset", "smoke", "--limit", "5"]).limit == 5
     assert ev.parse_args(["runs/x"]).limit == 0
+
+
+def test_an_output_without_the_answer_line_is_never_right():
+    """Issue 18: a filler or answer output without '####' was counted correct where its last number happened to be
+    the answer and malformed everywhere else. Now exact match and the failure categories agree on every problem."""
+    from traces import exact_match
+    assert exact_match("3 * 6 = 18\n#### 18", "18") and exact_match("#### 1,800", "1800")
+    for output in ("18", ". . . . 18", "3 * 6 = 18", "so the answer is 18"):
+        for gold in ("18", "17"):
+            assert not exact_match(output, gold), (output, gold)
+            assert ev.classify_failure(output, gold, cut_off=False) == "no_answer"
+            assert ev.classify_failure(output, gold, cut_off=True) == "cut_off"
+    assert ev.classify_failure(". . . . \n#### 18", "18", cut_off=False) == "correct"
