@@ -791,10 +791,12 @@ def check_ranks_agree(model, par):
 
 
 def main(argv=None):
+    """The whole run, phase by phase: set-up, examples, model and optimizer, resume, the loop, finish."""
     cfg, resume = resolve_config(argv)
     par = set_up(cfg)
     out = Path(cfg.out)
     run_lock = lock_run_folder(out, resume, cfg.overwrite) if par.master else None  # held until the process ends
+
     tok, train, val, traces, files = read_inputs(cfg, par)
     traces, ref, source = choose_traces(cfg, train, val, traces, par.log)
     examples = train_examples(cfg, tok, train, traces, par.log)
@@ -805,11 +807,7 @@ def main(argv=None):
     state = resume_state(out, cfg, raw_model, optimizer, tok, files, par) if resume else TrainState(total_steps=total_steps)
     model = wrap_model(raw_model, cfg, par)
     if par.master:
-        write_json(out / "config.json", {
-            **asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
-            "train_problems": len(train), "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
-            "world_size": par.world, "device": str(par.device), "total_steps": state.total_steps, "model": asdict(raw_model.config),
-            "resume_command": resume_command(argv)})
+        write_json(out / "config.json", run_record(cfg, par, tok, source, len(train), examples, files, state, raw_model, argv))
     par.log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {state.total_steps} steps ({steps_per_epoch} per epoch "
             f"x {state.total_steps / max(1, steps_per_epoch):g} epochs), device {par.device}, world {par.world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if par.device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -818,10 +816,28 @@ def main(argv=None):
     if not par.ddp:  # under torchrun, Ctrl-C goes to torchrun, which stops every rank: resume from the last checkpoint
         signal.signal(signal.SIGINT, run.interrupt)
     ended = train_loop(run, state)
+    end_run(run, state, ended, source, argv)
+
+
+def run_record(cfg, par, tok, source, n_problems, examples, files, state, model, argv):
+    """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
+    return {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
+            "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
+            "world_size": par.world, "device": str(par.device), "total_steps": state.total_steps, "model": asdict(model.config),
+            "resume_command": resume_command(argv)}
+
+
+def end_run(run, state, ended, source, argv):
+    """
+    After the loop: check that the ranks agree; then, as the loop ended, say how to resume
+    (interrupted: exit 130; stopped as asked) or score the best checkpoint on test (finished).
+    Example: end_run(run, state, train_loop(run, state), "GSM8K reference solutions", None)
+    """
+    par = run.par
     if par.ddp:
-        check_ranks_agree(raw_model, par)
+        check_ranks_agree(run.raw_model, par)
     if ended == "interrupted":
-        print(f"interrupted after step {state.step}; {out / 'last.pt'} is saved, resume with:\n  {resume_command(argv)}", file=sys.stderr)
+        print(f"interrupted after step {state.step}; {run.out / 'last.pt'} is saved, resume with:\n  {resume_command(argv)}", file=sys.stderr)
         sys.exit(130)
     if ended == "stopped" and state.step < state.total_steps:
         par.log(f"stopped after step {state.step} as asked; continue with:\n  {resume_command(argv)}")
@@ -830,6 +846,10 @@ def main(argv=None):
     if par.ddp:
         dist.barrier()
         dist.destroy_process_group()
+
+
+# -----------------------------------------------------------------------------
+# Ctrl-C, and the command that goes on
 
 
 class Interrupt:
