@@ -865,7 +865,7 @@ class Interrupt:
 
     def __call__(self, signum, frame):
         if self.asked:
-            print("\nCtrl-C again: stopped at once (the last checkpoint is kept)", file=sys.stderr, flush=True)
+            print("\nCtrl-C again: stopped at once, without saving; what the last checkpoint holds, if any, is kept", file=sys.stderr, flush=True)
             raise SystemExit(130)
         self.asked = True
         print("\nCtrl-C: finishing this step, then saving last.pt (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
