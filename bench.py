@@ -4,7 +4,7 @@ What the student costs and how that cost grows, against references measured in t
     python bench.py                        # everything: a few minutes on 2 CPU cores
     python bench.py --json bench.json      # also write every figure to a JSON file
     python bench.py --quick                # tiny sizes, under a minute (what the tests run)
-    python bench.py --presets large --reps 5 --threads 2
+    python bench.py --presets gpu --reps 5 --threads 2
 
 Four parts, all on random token ids and random weights (speed does not depend on the data):
 - training: tokens/s of forward + backward + AdamW step for our model and torch.nn.Transformer of
@@ -34,13 +34,28 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import train
 from data import arg_number
 from model import EncoderDecoder, ModelConfig
 
-# name: (d_model, n_heads, n_enc_layers, n_dec_layers, d_ff); smoke and default are train.py's.
-PRESETS = {"smoke": (64, 2, 1, 1, 128), "default": (256, 4, 4, 4, 1024), "large": (512, 8, 6, 6, 2048)}
-# --quick keeps every preset's depth and heads but a quarter of its width, and shrinks the data.
-QUICK_PRESETS = {"smoke": (32, 2, 1, 1, 64), "default": (64, 4, 4, 4, 256), "large": (128, 8, 6, 6, 512)}
+
+
+def preset_dims(overrides):
+    """(d_model, n_heads, n_enc_layers, n_dec_layers, d_ff) of the model train.py trains with a preset's settings."""
+    cfg = train.TrainConfig(**overrides)
+    return cfg.d_model, cfg.n_heads, cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_ff
+
+
+def quick_dims(dims):
+    """The same depth and heads at a quarter of the width (32 at least), feed-forward scaled alike: what --quick times."""
+    d, h, n_enc, n_dec, d_ff = dims
+    small = max(32, d // 4)
+    return small, h, n_enc, n_dec, d_ff * small // d
+
+
+# name: dims of train.py's preset of that name, so that a figure is the cost of a model train.py trains
+PRESETS = {name: preset_dims(overrides) for name, overrides in train.PRESETS.items()}
+QUICK_PRESETS = {name: quick_dims(dims) for name, dims in PRESETS.items()}  # --quick also shrinks the data
 FULL = dict(vocab=8000, batch=16, src=160, tgt=192, new_tokens=128, batches=(8, 32, 128), peak_n=2048,
             lengths=(64, 128, 256, 512), new_lengths=(32, 64, 128, 256))
 QUICK = dict(vocab=1000, batch=4, src=32, tgt=48, new_tokens=32, batches=(8, 32, 128), peak_n=512,
@@ -88,7 +103,7 @@ def train_flops(d, n_enc, n_dec, d_ff, vocab, batch, src, tgt):
     Not counted: biases, norms, softmax, GELU, dropout, embeddings lookup, optimizer.
     Both models run exactly these matmuls, so the same count serves for both.
 
-    Example: train_flops(256, 4, 4, 1024, 8000, 16, 160, 192)  # 1.80e11 (the default preset)
+    Example: train_flops(256, 3, 3, 1024, 8000, 16, 160, 192)  # 1.45e11 (the default preset)
     """
     enc = n_enc * (2 * src * (4 * d * d + 2 * d * d_ff) + 4 * src * src * d)
     dec = n_dec * (2 * tgt * (6 * d * d + 2 * d * d_ff) + 2 * src * 2 * d * d + 4 * tgt * tgt * d + 4 * tgt * src * d)

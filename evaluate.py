@@ -18,6 +18,7 @@ import json
 import math
 import random
 import resource
+import shlex
 import sys
 import textwrap
 import time
@@ -29,6 +30,7 @@ import torch
 
 import data
 from model import generate_many, load_checkpoint
+from traces import exact_match
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
 CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "no_answer": "no or malformed answer",
@@ -89,14 +91,13 @@ def grounding(question, output):
 
 def classify_failure(output, gold, cut_off):
     """
-    One category per output, first match wins: correct (the extracted answer is gold, as in
-    exact match); cut_off (hit the length limit); no_answer (no '#### <number>' last line);
-    arithmetic_slip (some written equation is false); wrong_reasoning (every equation holds,
+    One category per output, first match wins: correct (traces.exact_match); cut_off (hit the
+    length limit); no_answer (no '#### <number>' last line); arithmetic_slip (some written equation is false); wrong_reasoning (every equation holds,
     vacuously so for answer-only outputs, yet the answer is wrong).
     Example: classify_failure("5 * 4 = 21\\n#### 21", "20", cut_off=False) == "arithmetic_slip"
     """
     c = data.check_trace(output)
-    if c["answer"] is not None and c["answer"] == gold:
+    if exact_match(output, gold):
         return "correct"
     if cut_off:
         return "cut_off"
@@ -221,18 +222,35 @@ def reasoning_warning(mode, m):
 
 def resolve_run(path):
     """
-    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file.
+    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file. A folder
+    without best.pt is an error that says how to go on with its run.
     Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/best.pt"))
     """
     path = Path(path)
     if path.is_file():
         return path.parent, path
     if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --out {path}` or fix the path")
+        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --mode <mode> --out {path}` or fix the path")
     if not (path / "best.pt").exists():
-        raise FileNotFoundError(f"{path} has no best.pt: the run has not reached its first evaluation yet; "
-                                f"finish it with `python train.py --out {path} --resume`, or pass a checkpoint such as {path / 'last.pt'}")
+        raise FileNotFoundError(f"{path} has no best.pt: {unfinished_run_advice(path)}")
     return path, path / "best.pt"
+
+
+def unfinished_run_advice(path):
+    """
+    What to do with a run folder that has no best.pt, with the command that does it: the train.py
+    command the run recorded (config.json), else one made of its mode and preset.
+    Example: unfinished_run_advice(Path("runs/answer"))  # "the run stopped before its first validation; continue it with ..."
+    """
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else None
+    if config is None:
+        return f"it holds no run (no config.json); train one with `python train.py --mode <mode> --out {path}`"
+    resume = config.get("resume_command") or shlex.join(["python", "train.py", "--mode", config.get("mode", "cot"), "--preset",
+                                                          config.get("preset", "default"), "--out", str(path), "--resume"])
+    if (path / "last.pt").exists():
+        return f"the run stopped before its first validation; continue it with `{resume}`, or evaluate {path / 'last.pt'}"
+    restart = resume.removesuffix(" --resume") + " --overwrite"
+    return f"the run stopped before its first checkpoint (or is starting); start it again with `{restart}`"
 
 
 def load_problems(split, eval_file=None, data_dir=None):
@@ -303,24 +321,41 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
 
 
-def decode_all(model, sources, max_new, batch_size, calculator, label, prefix=()):
+def decode_all(model, sources, max_new, batch_size, calculator, label=None, prefix=(), every=10.0):
     """
     Greedy outputs in the original order and the seconds taken: the batches of one generate_many
-    call over all sources, made one call each so that progress and an ETA can be printed between.
+    call over all sources, made one call each so that a progress line with an ETA can be printed
+    between, under label, at most every `every` seconds and at the end (no line without a label).
     Example: outs, seconds = decode_all(model, [[5, 6, 7], [8, 9]], 64, 32, None, "cot")
     """
     # generate_many sorts only the list it is given: sorting all sources here first keeps the
     # batches (and so the outputs) those of a single call over every source
     order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
     outs, t0 = [None] * len(sources), time.time()
+    printed = t0
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         for i, ids in zip(idx, generate_many(model, [sources[i] for i in idx], max_new, batch_size, calculator=calculator, prefix=prefix)):
             outs[i] = ids
         done, el = start + len(idx), time.time() - t0
-        print(f"  {label}: {done}/{len(sources)} problems | {el:.1f}s | eta {el / done * (len(sources) - done):.1f}s",
-              flush=True)
+        if label and (time.time() - printed >= every or done == len(sources)):
+            print(f"  {label}: {done}/{len(sources)} problems | {el:.0f} s | eta {el / done * (len(sources) - done):.0f} s", flush=True)
+            printed = time.time()
     return outs, time.time() - t0
+
+
+def decode_and_score(model, tok, questions, golds, mode, task, reasoning_tokens, batch_size, calculator=None, label=None):
+    """
+    Greedy-decode each question as a task asks (its prefix forced, its budget: data.decode_budget)
+    and score each output by exact match: the one decode-and-score path of train.py (validation,
+    test) and evaluate.py. Returns (token ids, texts, correct, seconds), in the order of questions.
+    Example: ids, texts, correct, seconds = decode_and_score(model, tok, questions, golds, "cot", None, 512, 64)
+    """
+    prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
+    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    ids, seconds = decode_all(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator, label, prefix)
+    texts = [tok.decode(o) for o in ids]
+    return ids, texts, [exact_match(t, g) for t, g in zip(texts, golds)], seconds
 
 
 def batch1_latency(model, sources, max_new, device, calculator, prefix=()):
@@ -371,40 +406,16 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
-    rows, results = [], []
+    rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
     for task in data.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
-        sources = [tok.encode(q) for _, q, _, _ in problems]
-        prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
-        max_new = data.decode_budget(mode, task, max_new_tokens or cfg.get("max_new_tokens", 512))
-        calc = data.Calculator(tok) if calculator else None
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
-              f"up to {max_new} new tokens, on {device}")
-        ids, seconds = decode_all(model, sources, max_new, batch_size or cfg.get("eval_batch", 64), calc, label, prefix)
-        task_rows = []
-        for (pid, q, gold, ref), o in zip(problems, ids):
-            text, cut = tok.decode(o), len(o) >= max_new  # no eos within the budget
-            c = data.check_trace(text)
-            task_rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
-                              "correct": c["answer"] == gold, "category": classify_failure(text, gold, cut),
-                              "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
-                              "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
-                              "step_match": step_precision_recall(text, ref) if ref else None,
-                              "grounding": grounding(q, text)})
-        lat = batch1_latency(model, sources[:latency_samples], max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
-        m = summarize(task_rows)
-        m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
-                  "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
-                  "latency_ms_median": 1000 * float(np.median(lat)) if lat else None,
-                  "latency_ms_p90": 1000 * float(np.percentile(lat, 90)) if lat else None,
-                  "latency_samples": len(lat), "calculator_fired": calc.fired if calc else 0})
+              f"up to {data.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
+        m, task_rows = score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens,
+                                  batch_size or cfg.get("eval_batch", 64), latency_samples)
         results.append(m)
         rows += task_rows
-    if device.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
-    else:  # the whole process' high-water mark (Python, torch, data), not the model alone; KiB on Linux, bytes on macOS
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
-        kind = "process high-water mark (ru_maxrss)"
+    peak, kind = peak_memory(device)
     weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
     report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
               "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
@@ -417,15 +428,62 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
               "results": results}
     data.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     data.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
-    for m in results:
+    print_results(report, out)
+    return report
+
+
+def score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens, batch_size, latency_samples):
+    """
+    One task of one model on problems: (its metrics, its predictions rows, every output checked
+    step by step), decoded by decode_and_score, with its batch-1 latency on the first problems.
+    Example: m, rows = score_task(model, tok, load_problems("test")[:50], "cot", None, "cot", False, 512, 64, 20)
+    """
+    device = next(model.parameters()).device
+    prefix = tok.encode(data.task_prefix(task))
+    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    calc = data.Calculator(tok) if calculator else None
+    ids, texts, correct, seconds = decode_and_score(model, tok, [q for _, q, _, _ in problems], [gold for _, _, gold, _ in problems],
+                                                   mode, task, reasoning_tokens, batch_size, calc, label)
+    rows = []
+    for (pid, q, gold, ref), o, text, ok in zip(problems, ids, texts, correct):
+        cut, c = len(o) >= max_new, data.check_trace(text)  # cut: no eos within the budget
+        rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
+                     "correct": ok, "category": classify_failure(text, gold, cut),
+                     "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
+                     "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
+                     "step_match": step_precision_recall(text, ref) if ref else None,
+                     "grounding": grounding(q, text)})
+    sources = [tok.encode(q) for _, q, _, _ in problems[:latency_samples]]
+    lat = batch1_latency(model, sources, max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
+    m = summarize(rows)
+    m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
+              "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
+              "latency_ms_median": 1000 * float(np.median(lat)) if lat else None,
+              "latency_ms_p90": 1000 * float(np.percentile(lat, 90)) if lat else None,
+              "latency_samples": len(lat), "calculator_fired": calc.fired if calc else 0})
+    return m, rows
+
+
+def peak_memory(device):
+    """(peak memory in MB, what was measured): the allocator's peak on a GPU, the process' on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20, "torch.cuda.max_memory_allocated"
+    # the whole process' high-water mark (Python, torch, data), not the model alone; KiB on Linux, bytes on macOS
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+    return peak, "process high-water mark (ru_maxrss)"
+
+
+def print_results(report, out):
+    """One line per task of an evaluation, its warnings, and where it was written."""
+    for m in report["results"]:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
               f"equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
     for w in report["warnings"]:
         print(f"warning: {w}")
-    print(f"peak memory {peak:.0f} MB ({kind}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
-    return report
+    eff = report["efficiency"]
+    print(f"peak memory {eff['peak_memory_mb']:.0f} MB ({eff['peak_memory_kind']}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
 
 
 def fmt(x, spec):
@@ -874,6 +932,10 @@ def compare(runs, args):
     return out / "report.md"
 
 
+# train.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
+PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "gpu": 0}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
@@ -886,17 +948,22 @@ def parse_args(argv=None):
     a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
     a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
     a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
-    a("--limit", type=data.arg_number(int, at_least=0), default=0, help="score only the first N problems (0 = all)")
+    a("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
+      "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
+    a("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
     a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
     a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
     a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
     a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
     a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
       "differs); eval.json and the report say so")
-    a("--device", help="cuda | cpu (default: cuda when available)")
+    a("--device", help="cuda | mps | cpu (default: the best available)")
     a("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
     a("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.limit is None:
+        args.limit = PRESET_TEST_LIMIT[args.preset] if args.preset else 0
+    return args
 
 
 def main(argv=None):

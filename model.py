@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CHECKPOINT_FORMAT = "cot-distill-student-v2"  # v2: Linear weights stored (in, out); v1 files are converted on load
+CHECKPOINT_FORMAT = "cot-distill-student-v2"  # v2: Linear weights stored (in, out) (see Linear); files of other formats are refused
 
 
 @dataclass
@@ -494,9 +494,8 @@ def save_checkpoint(path, model, **extra):
     ckpt = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "model": model.state_dict(), **extra}
     directory, name = os.path.split(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    # one process saves a given checkpoint (train.py: rank 0), so an earlier temporary file of
-    # it is a leftover; so is any '.tmp-*.pt', as versions before this one named them all
-    for leftover in [*Path(directory).glob(f".{glob.escape(name)}.*.tmp"), *Path(directory).glob(".tmp-*.pt")]:
+    # one process saves a given checkpoint (train.py: rank 0), so an earlier temporary file of it is a leftover
+    for leftover in Path(directory).glob(f".{glob.escape(name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
@@ -510,21 +509,11 @@ def save_checkpoint(path, model, **extra):
         raise
 
 
-def upgrade_v1_state(state):
-    """A v1 state dict (nn.Linear weights, (out, in)) -> v2 (Linear weights, (in, out)): every
-    2-D tensor but the embedding (and the lm head tied to it) is transposed.
+def read_checkpoint(path, map_location="cpu"):
+    """The dict a save_checkpoint file holds, without building its model (load_state_dict it into
+    one of the same config). Missing, truncated or foreign files raise one clear error naming the path.
 
-    Example: model.load_state_dict(upgrade_v1_state(old_ckpt["model"]))
-    """
-    keep = ("tok_emb.weight", "lm_head.weight")
-    return {k: v.t().contiguous() if v.dim() == 2 and k not in keep else v for k, v in state.items()}
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Rebuild the model from a save_checkpoint file -> (model in eval mode, checkpoint dict).
-    Missing, truncated or foreign files raise one clear error naming the path.
-
-    Example: model, ckpt = load_checkpoint("out/ckpt.pt"); step = ckpt["step"]
+    Example: ckpt = read_checkpoint("out/ckpt.pt"); model.load_state_dict(ckpt["model"])
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}: check the path (or train first)")
@@ -535,13 +524,20 @@ def load_checkpoint(path, map_location="cpu"):
         # which would run any code the file holds: only its kind is passed on
         raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}): truncated, corrupt or not written "
                          f"by save_checkpoint; re-save it (train.py --resume) or copy it again") from None
-    if isinstance(ckpt, dict) and ckpt.get("format") == "cot-distill-student-v1":
-        # upgraded_from tells train.py --resume that the optimizer state is still in the old layout
-        ckpt = dict(ckpt, model=upgrade_v1_state(ckpt["model"]), format=CHECKPOINT_FORMAT, upgraded_from="v1")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found format={found!r}); "
                          f"use a file written by save_checkpoint")
+    return ckpt
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Rebuild the model from a save_checkpoint file -> (model in eval mode, checkpoint dict).
+    Missing, truncated or foreign files raise one clear error naming the path.
+
+    Example: model, ckpt = load_checkpoint("out/ckpt.pt"); step = ckpt["step"]
+    """
+    ckpt = read_checkpoint(path, map_location)
     try:
         model = EncoderDecoder(ModelConfig(**ckpt["config"]))
         model.load_state_dict(ckpt["model"])

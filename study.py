@@ -33,7 +33,7 @@ from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
 from data import arg_number, write_atomic
 from teacher import read_recorded
-TRAIN_PRESET = {"cpu": "default", "gpu": "gpu", "smoke": "smoke"}
+TRAIN_PRESET = {"smoke": "smoke", "default": "default", "gpu": "gpu", "cpu": "default"}  # train.py's presets; cpu: default's former name
 
 
 class StepFailed(Exception):
@@ -190,7 +190,7 @@ def teacher_steps(py, teachers_dir, out):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(TRAIN_PRESET), default="cpu", help="study size: cpu (train.py preset default), gpu, smoke")
+    parser.add_argument("--preset", choices=list(TRAIN_PRESET), default="default", help="study size: train.py's preset (smoke, default, gpu; cpu: default's former name)")
     parser.add_argument("--out", default="", help="study folder (default runs/study-<preset>)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated students to train")
     parser.add_argument("--jobs", type=arg_number(int, at_least=1), default=1, help="students run side by side, each with cores/jobs CPU threads and its output in "

@@ -349,6 +349,23 @@ def variants(question, trace, k, rng):
 
 
 # -----------------------------------------------------------------------------
+# Scoring a student's output
+
+
+def exact_match(output, gold):
+    """
+    Whether a student's output gets the problem right: the number after its last '####' is the
+    gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
+    Strict: an output without '####' is never right, whatever its last number. (With
+    extract_answer's fallback to the last number, such an output was right on the problems where
+    that number happened to be the answer and malformed on all the others.)
+    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
+    """
+    return "####" in output and data.extract_answer(output) == gold
+
+
+# -----------------------------------------------------------------------------
+# The seen-stories evaluation set
 
 
 def write_seen_stories(train, n, seed, out):

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ["matmul_peak_gflop_s", "peak_memory_mb",
             "decode.batch1_cached_ms_per_sample", "decode.batch1_uncached_ms_per_sample", "decode.cache_speedup_ratio",
             "decode.ms_per_token_growth_ratio"]
-for preset in ("smoke", "default", "large"):
+for preset in ("smoke", "default", "gpu"):
     EXPECTED += [f"train.{preset}.{k}" for k in (
         "ours_tok_s", "nn_transformer_tok_s", "ratio_vs_nn_transformer", "ours_fraction_of_peak",
         "nn_transformer_fraction_of_peak", "ours_gflop_s", "flops_per_step")]
@@ -43,3 +43,32 @@ def test_quick_run_produces_every_figure(tmp_path):
     if "train.default.t5_tok_s" not in figures:  # transformers is optional and never required
         assert "HF T5: skipped" in r.stdout
     assert not list(tmp_path.glob(".tmp-*")), "the JSON is written atomically, no temporary file left"
+
+
+def test_presets_are_the_models_train_py_trains():
+    import bench
+    import train
+    assert list(bench.PRESETS) == list(train.PRESETS)
+    cfg = train.TrainConfig()
+    assert bench.PRESETS["default"] == (cfg.d_model, cfg.n_heads, cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_ff) == (256, 4, 3, 3, 1024)
+    assert bench.PRESETS["gpu"] == (512, 8, 6, 6, 2048) and bench.PRESETS["smoke"] == (64, 2, 1, 1, 128)
+    assert bench.QUICK_PRESETS == {"smoke": (32, 2, 1, 1, 64), "default": (64, 4, 3, 3, 256), "gpu": (128, 8, 6, 6, 512)}
+
+
+def test_train_flops_is_what_torch_counts():
+    """train_flops against torch's own count of a forward + backward pass of our model, at odd sizes so that no
+    term can stand in for another (the math attention kernel, whose matmuls the counter sees)."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import bench
+    from model import EncoderDecoder, ModelConfig
+    d, h, n_enc, n_dec, d_ff, vocab, batch, src, tgt = 32, 2, 2, 3, 48, 50, 3, 7, 5
+    model = EncoderDecoder(ModelConfig(vocab_size=vocab, d_model=d, n_heads=h, n_enc_layers=n_enc, n_dec_layers=n_dec,
+                                       d_ff=d_ff, dropout=0.0))
+    ids = lambda *shape: torch.randint(4, vocab, shape)  # no pad: the lm head runs on every target position
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        _, loss = model(ids(batch, src), ids(batch, tgt), ids(batch, tgt))
+        loss.backward()
+    assert counter.get_total_flops() == bench.train_flops(d, n_enc, n_dec, d_ff, vocab, batch, src, tgt)

@@ -325,7 +325,10 @@ def test_batches_budget_padding_and_long_examples(gsm8k_dir, tokenizer):
     for b in batches:
         src, tgt_in, targets = data.collate([kept[i] for i in b])
         assert src.numel() + tgt_in.numel() <= 4096 or len(b) == 1
-        assert (tgt_in[:, 0] == 2).all() and (targets[:, :-1] == tgt_in[:, 1:]).all() | (targets[:, :-1] == 3).any()
+        for row, i in enumerate(b):  # each row exactly: bos + target as input, target + eos as labels, pads after
+            e, pads = kept[i], [0] * (tgt_in.size(1) - len(kept[i].tgt) - 1)
+            assert src[row].tolist() == e.src + [0] * (src.size(1) - len(e.src))
+            assert tgt_in[row].tolist() == [2] + e.tgt + pads and targets[row].tolist() == e.tgt + [3] + pads
     assert data.padding_fraction(kept, batches) < 0.15
     assert data.token_batches(kept, 4096, seed=1) == batches and data.token_batches(kept, 4096, seed=2) != batches
 

@@ -1,6 +1,7 @@
 """evaluate.py: every metric on hand-made cases with exact values, then end to end on tiny checkpoints."""
 import json
 import math
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -45,7 +46,7 @@ def test_step_precision_recall():
     ("5 * 4 = 21\n#### 21", "20", False, "arithmetic_slip"),
     ("5 * 4 = 20\n20 + 1 = 21\n#### 21", "19", False, "wrong_reasoning"),
     ("#### 7", "8", False, "wrong_reasoning"),                 # answer-only: nothing to check, wrong answer
-    ("5 * 4 = 20 so the answer is", "20", False, "correct"),    # the flexible rule still finds 20
+    ("5 * 4 = 20 so the answer is", "20", False, "no_answer"),  # no '####': malformed, as when its last number is not gold
     ("5 * 4 = 20 so the answer is 3", "20", False, "no_answer"),
     ("", "20", False, "no_answer"),
     ("#### lots", "20", False, "no_answer"),
@@ -161,8 +162,17 @@ def test_eval_file_rows_and_errors(tmp_path):
 def test_run_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder .*nope not found"):
         ev.resolve_run(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="has no best.pt.*--resume"):
+    with pytest.raises(FileNotFoundError, match="has no best.pt: it holds no run"):
         ev.resolve_run(tmp_path)
+    # an answer run stopped early: the advice is its own command (mode, preset), never a file that does not exist
+    (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "preset": "smoke"}))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"start it again with `python train.py --mode answer --preset smoke --out {tmp_path} --overwrite`")):
+        ev.resolve_run(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"")
+    (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "resume_command": "python train.py --mode answer --resume"}))
+    with pytest.raises(FileNotFoundError, match=re.escape(f"continue it with `python train.py --mode answer --resume`, or evaluate {tmp_path / 'last.pt'}")):
+        ev.resolve_run(tmp_path)
+    (tmp_path / "last.pt").unlink()
     (tmp_path / "eval.json").write_text("{not json")
     (tmp_path / "predictions.jsonl").write_text("")
     with pytest.raises(ValueError, match=f"{tmp_path}.*corrupt.*rerun"):
@@ -428,3 +438,25 @@ def test_compare_with_teachers(tmp_path):
     assert "| big-175b | 24 | — | — | — | — | ≤ 0.06543 (bound) |" in md  # overlap 13 is the largest p, as it happens
     assert "were not kept for any of the students" in md and "no paired test" in md and "| cot | — / — | — | — |" in md
     assert "No compared student that writes equations has its predictions" in md
+
+
+def test_preset_names_and_limits_are_train_pys():
+    import train
+    assert set(ev.PRESET_TEST_LIMIT) == set(train.PRESETS)
+    assert ev.PRESET_TEST_LIMIT == {name: train.TrainConfig(**o).test_limit for name, o in train.PRESETS.items()}
+    assert ev.parse_args(["runs/x", "--preset", "smoke"]).limit == 32
+    assert ev.parse_args(["runs/x", "--preset", "smoke", "--limit", "5"]).limit == 5
+    assert ev.parse_args(["runs/x"]).limit == 0
+
+
+def test_an_output_without_the_answer_line_is_never_right():
+    """Issue 18: a filler or answer output without '####' was counted correct where its last number happened to be
+    the answer and malformed everywhere else. Now exact match and the failure categories agree on every problem."""
+    from traces import exact_match
+    assert exact_match("3 * 6 = 18\n#### 18", "18") and exact_match("#### 1,800", "1800")
+    for output in ("18", ". . . . 18", "3 * 6 = 18", "so the answer is 18"):
+        for gold in ("18", "17"):
+            assert not exact_match(output, gold), (output, gold)
+            assert ev.classify_failure(output, gold, cut_off=False) == "no_answer"
+            assert ev.classify_failure(output, gold, cut_off=True) == "cut_off"
+    assert ev.classify_failure(". . . . \n#### 18", "18", cut_off=False) == "correct"

@@ -1,6 +1,8 @@
 """train.py end to end on real GSM8K with the smoke preset: every mode, resume, DDP, bad inputs."""
 import json
+import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -82,26 +84,42 @@ def test_make_examples_modes(gsm8k_dir, tokenizer):
     assert answer.tgt == tokenizer.encode("[answer]") + by_mode["answer"][0][1].tgt
 
 
-def test_resume_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
-    args = ["--mode", "cot", "--eval-interval", "100", "--test-limit", "2"]
+def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, tok_dir, tmp_path):
+    """SIGINT to a real run: it finishes its step, saves last.pt, prints the command that resumes it (an answer run's
+    --mode included) and exits 130 without a traceback; that command ends with the weights, losses and best.pt
+    of an uninterrupted run."""
+    import signal
+    args = ["--mode", "answer", "--limit", "32", "--steps", "40", "--log-interval", "1", "--eval-problems", "2", "--test-limit", "2"]
     run_train(args + ["--out", str(tmp_path / "straight")], gsm8k_dir, tok_dir)
-    r = run_train(args + ["--out", str(tmp_path / "broken"), "--stop-after-steps", "13"], gsm8k_dir, tok_dir)
-    assert "stopped after step 13" in r.stdout and not (tmp_path / "broken" / "metrics.json").exists()
+    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "train.py", "--preset", "smoke", "--tokenizer-dir", str(tok_dir), *args, "--out", str(tmp_path / "broken")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    step = load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"]
+    assert 2 <= step < 40 and not (tmp_path / "broken" / "metrics.json").exists()
+    hint = err.strip().splitlines()[-1].strip()
+    assert hint.startswith("python train.py ") and hint.endswith(" --resume") and "--mode answer" in hint and "--preset smoke" in hint
+    assert f"interrupted after step {step}" in err
     with open(tmp_path / "broken" / "log.jsonl", "a") as f:  # as if a crash came after more steps were logged
-        f.write(json.dumps({"step": 15, "loss": 99.0}) + "\n")
-    run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
-    a, ca = load_checkpoint(tmp_path / "straight" / "last.pt")
-    b, cb = load_checkpoint(tmp_path / "broken" / "last.pt")
-    assert ca["step"] == cb["step"] > 13
-    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(pa, pb), name
-    rows = [json.loads(line) for line in (tmp_path / "broken" / "log.jsonl").read_text().splitlines()]
-    loss_steps = [r["step"] for r in rows if "loss" in r]
-    assert loss_steps == sorted(set(loss_steps)) and 13 < loss_steps[-1]  # nothing logged twice across the interruption
-    assert 99.0 not in [r.get("loss") for r in rows]
+        f.write(json.dumps({"step": step + 1, "loss": 99.0}) + "\n")
+    r = subprocess.run([sys.executable, *shlex.split(hint)[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("EncoderDecoder:") == 1  # the parameter line once, resumed or not
+    for name in ("last.pt", "best.pt"):
+        a, ca = load_checkpoint(tmp_path / "straight" / name)
+        b, cb = load_checkpoint(tmp_path / "broken" / name)
+        assert ca["step"] == cb["step"] and ca.get("val_em") == cb.get("val_em")
+        for (key, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(pa, pb), (name, key)
+    assert train_losses(tmp_path / "broken") == train_losses(tmp_path / "straight")  # nothing lost or logged twice
     # a finished run that is resumed only finishes; other settings are refused
     r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
-    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == cb["step"]
+    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == 40
     r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume", "--lr", "0.1"], gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
 
@@ -142,7 +160,8 @@ def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
 def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "run"
     args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
-    run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    r = run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
+    assert f"stopped after step 2 as asked; continue with:\n  python train.py --preset smoke --tokenizer-dir {tok_dir} {' '.join(args)} --resume" in r.stdout
     files = json.loads((out / "config.json").read_text())["data_files"]
     assert files["train"] == data.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
     # another GSM8K folder: one question differs (it also trains its own tokenizer)
@@ -276,3 +295,62 @@ def test_calculator_positions_are_the_results_the_calculator_writes(tokenizer):
     ex = data.Example("x", [5], ids, pos)
     _, _, targets = data.collate([ex])
     assert [i for i in range(len(ids)) if targets[0, i] == 0] == pos  # the loss skips exactly those
+
+
+# ----------------------------------------------------------------------------- the loop's parts, exactly
+
+def test_lr_at_warmup_cosine_floor_and_time_budget():
+    cfg = train.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    approx = lambda x: pytest.approx(x, rel=1e-12, abs=1e-18)
+    assert [train.lr_at(s, 210, cfg) for s in (0, 4, 9)] == [approx(1e-4), approx(5e-4), approx(1e-3)]  # linear warmup
+    assert train.lr_at(10, 210, cfg) == approx(1e-3)            # the cosine starts at the peak
+    assert train.lr_at(110, 210, cfg) == approx(0.55e-3)        # half way: the mean of peak and floor
+    assert train.lr_at(60, 210, cfg) == approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4))))
+    assert train.lr_at(210, 210, cfg) == approx(1e-4) == train.lr_at(500, 210, cfg)  # the floor: lr * min_lr_ratio
+    assert train.lr_at(0, 30, cfg) == approx(1e-3 / 3)          # warmup capped at 10% of a short run
+    budget = train.TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1, time_budget_min=10)
+    assert train.lr_at(10, 1000, budget, train_time=300) == approx(0.55e-3)  # half the minutes spent: half way
+    assert train.lr_at(910, 1000, budget, train_time=300) == approx(train.lr_at(910, 1000, cfg))  # steps further along
+    assert train.lr_at(10, 1000, budget, train_time=900) == approx(1e-4)  # the budget spent: the floor
+
+
+def test_weight_decay_only_on_weight_matrices():
+    from model import EncoderDecoder, ModelConfig
+    model = EncoderDecoder(ModelConfig(vocab_size=50, d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=64))
+    opt = train.make_optimizer(model, train.TrainConfig(weight_decay=0.1), torch.device("cpu"))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay, no_decay = ({names[id(p)] for p in g["params"]} for g in opt.param_groups)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    linear = ("qkv.weight", "q.weight", "kv.weight", "proj.weight", "up.weight", "down.weight")
+    assert decay == {n for n in names.values() if n.endswith(linear)} and len(decay) == 4 + 7  # per encoder and decoder block
+    assert no_decay == set(names.values()) - decay
+    assert "tok_emb.weight" in no_decay and all(n.startswith("tok_emb") or ".ln" in n or "norm" in n for n in no_decay)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))  # each once, the tied head too
+
+
+def test_epoch_batches_split_every_batch_once_across_ranks():
+    examples = {"cot": [data.Example(str(i), [5] * (3 + i % 7), [6] * (2 + i % 11)) for i in range(90)],
+                "answer": [data.Example(str(i), [5] * (3 + i % 5), [6] * 4) for i in range(40)]}
+    cfg = train.TrainConfig(batch_tokens=64, seed=3)
+    everything = train.epoch_batches(examples, cfg, 0, 0, 1)
+    assert sorted((t, i) for t, b in everything for i in b) == sorted((t, i) for t in examples for i in range(len(examples[t])))
+    world = 3
+    ranks = [train.epoch_batches(examples, cfg, 0, r, world) for r in range(world)]
+    per_rank = len(everything) // world
+    assert len(everything) % world and [len(r) for r in ranks] == [per_rank] * world  # equal counts, the rest skipped
+    assert sum(ranks, []) == everything[:world * per_rank]  # every batch once, on one rank only
+    assert ranks == [train.epoch_batches(examples, cfg, 0, r, world) for r in range(world)]  # the same on every machine
+    assert train.epoch_batches(examples, cfg, 1, 0, world) != ranks[0]  # each epoch shuffled anew
+    assert train.epoch_batches(examples, train.TrainConfig(batch_tokens=64, seed=4), 0, 0, world) != ranks[0]
+
+
+def test_loss_weight_counts_every_target_token_alike():
+    targets = torch.tensor([[7, 8, 9, 3, 0, 0], [7, 3, 0, 0, 0, 0]])  # 6 target tokens, pad_id 0
+    cfg = train.TrainConfig(mode="cot", answer_weight=0.25)
+    assert train.loss_weight("cot", targets, cfg, 0, 12.0) == 0.5
+    assert train.loss_weight("answer", targets, train.TrainConfig(mode="answer", answer_weight=0.25), 0, 3.0) == 2.0
+    mixed = train.TrainConfig(mode="mixed", answer_weight=0.25)
+    assert train.loss_weight("cot", targets, mixed, 0, 12.0) == 0.5
+    assert train.loss_weight("answer", targets, mixed, 0, 12.0) == 0.125  # answer_weight on the answer task only
+    examples = {"cot": [data.Example("a", [5], [6] * 9), data.Example("b", [5], [6] * 4)], "answer": [data.Example("c", [5], [6])]}
+    assert train.mean_batch_tokens(examples, 4) == (10 + 5 + 2) / 4  # eos counted: it is a target
