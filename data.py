@@ -44,6 +44,17 @@ def resolve_data_dir(data_dir=None):
     return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
 
 
+def current_umask():
+    """
+    The process umask. Reading it means setting it: it is set to a strict 077 for that moment,
+    so a file another thread creates meanwhile is never more open than meant.
+    Example: current_umask() == 0o022  # the usual default
+    """
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, text):
     """
     Write text to path through a temporary file in the same folder and a rename, so a reader
@@ -55,6 +66,9 @@ def write_atomic(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600 (private while it is a temp file); the result should have
+        # the mode of any other new file, as open() would give it (0644 under the usual umask)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
