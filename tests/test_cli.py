@@ -63,3 +63,19 @@ def test_train_flags_that_depend_on_each_other_or_on_files(tmp_path, capsys):
             train.resolve_config(args)
         assert exit.value.code == 2 and message in capsys.readouterr().err
     assert train.resolve_config(["--epochs", "0.5", "--limit", "0", "--seed", "-1"])[0].epochs == 0.5  # good values pass
+
+
+def test_the_test_run_says_what_was_skipped_and_why(tmp_path):
+    """conftest's summary hook, on a tiny suite of its own: a skipped test and a module skipped whole."""
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_some.py").write_text("import pytest\nfrom conftest import NO_GSM8K\n\n"
+                                           "def test_a():\n    pytest.skip(NO_GSM8K)\n\n"
+                                           "def test_b():\n    pass\n")
+    (tmp_path / "test_all.py").write_text("import pytest\nfrom conftest import NO_GSM8K\n"
+                                          "pytest.skip(NO_GSM8K, allow_module_level=True)\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert ("2 skipped: GSM8K not found: set GSM8K_DIR to a folder holding train.jsonl and test.jsonl, or run "
+            "`python data.py download` (test_all.py skipped whole, counted as one)") in r.stdout.splitlines()
+    assert "1 passed, 2 skipped" in r.stdout
