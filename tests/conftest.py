@@ -33,10 +33,20 @@ def gsm8k_dir():
 
 
 @pytest.fixture(scope="session")
-def tokenizer(gsm8k_dir, tmp_path_factory):
-    """The real tokenizer (default vocabulary), trained on the real train split into a temp cache."""
+def tok_dir(gsm8k_dir, tmp_path_factory):
+    """A --tokenizer-dir holding the real tokenizer (default vocabulary), trained once per test run
+    on the real train split (seconds): every train.py a test starts can share it."""
     import data
-    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path_factory.mktemp("tok"))
+    path = tmp_path_factory.mktemp("tok")
+    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gsm8k_dir, tok_dir):
+    """The real tokenizer (default vocabulary), from tok_dir."""
+    import data
+    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tok_dir)
 
 
 def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):

@@ -249,16 +249,22 @@ def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8
 # ----------------------------------------------------------------------------- end to end
 
 
-def smoke_run(folder, mode, gsm8k_dir):
-    """A real run folder: train.py's smoke preset (seconds on a CPU)."""
-    r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(folder), "--test-limit", "8",
-                        "--data-dir", str(gsm8k_dir), "--max-new-tokens", "20"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return folder
+@pytest.fixture(scope="module")
+def smoke_runs(gsm8k_dir, tok_dir, tmp_path_factory):
+    """Real run folders, answer and cot: train.py's smoke preset for one pass (4 steps, seconds on a
+    CPU), trained once for the tests below; each test writes only eval folders of its own into them."""
+    runs = {}
+    for mode in ("answer", "cot"):
+        runs[mode] = tmp_path_factory.mktemp("runs") / mode
+        r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(runs[mode]), "--epochs", "1",
+                            "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir", str(tok_dir), "--max-new-tokens", "20"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return runs
 
 
-def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
-    runs = {mode: smoke_run(tmp_path / mode, mode, gsm8k_dir) for mode in ("answer", "cot")}
+def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
+    runs = dict(smoke_runs)
     # a mixed run without a third training: the cot weights, asked both ways
     from model import load_checkpoint, save_checkpoint
     model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
@@ -316,8 +322,8 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
         assert all(f"**Warning: {w}**" in md for w in rep["warnings"])
 
 
-def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_path, gsm8k_dir):
-    run = smoke_run(tmp_path / "answer", "answer", gsm8k_dir)
+def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_path, gsm8k_dir, smoke_runs):
+    run = smoke_runs["answer"]
     evaluate = lambda *a: subprocess.run([sys.executable, "evaluate.py", str(run), "--limit", "4", "--latency-samples", "0", *map(str, a)],
                                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     r = evaluate("--data-dir", gsm8k_dir)

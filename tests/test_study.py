@@ -9,8 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,13 +18,6 @@ def run_study(args, gsm8k_dir):
     env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir)}
     return subprocess.run([sys.executable, "study.py", "--preset", "smoke"] + args, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def tok_dir(gsm8k_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok")
-    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)
-    return path
 
 
 def study_args(out, tok_dir, epochs=1, train_args=""):
@@ -56,18 +47,18 @@ def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console):
 
 def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "study"
-    # 12 steps (4 a pass), logged at 5 and 10, a last.pt at each: the Ctrl-C comes after step 5, mid-training
+    # 12 and 18 steps, logged every 5, a last.pt at each: the Ctrl-C comes after step 5, mid-training
     args = study_args(out, tok_dir, epochs=3, train_args="--eval-interval 5")
     rc = ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, tmp_path / "console.txt")
     console = (tmp_path / "console.txt").read_text()  # the study's own output: the students' goes to their logs
     assert rc == 130 and "Traceback" not in console, console[-3000:]
-    assert any("\nstep 5/12 " in (out / f"{m}.log").read_text() for m in ("answer", "cot"))
+    kept = {m: (out / m / "last.pt").exists() for m in ("answer", "cot")}
+    assert any(kept.values()) and not list(out.glob("*/metrics.json"))
+    assert all("\nstep 5/" in (out / f"{m}.log").read_text() for m in kept if kept[m])
     resume = console.strip().splitlines()[-1].strip()
     assert shlex.split(resume) == ["python", "study.py", "--preset", "smoke", *args]  # the same command line
     interrupted = json.loads((out / "study.json").read_text())["steps"]
     assert [s["cmd"].split()[1] for s in interrupted] == ["train.py", "train.py"]  # both were training, nothing after
-    kept = {m: (out / m / "last.pt").exists() for m in ("answer", "cot")}
-    assert any(kept.values()) and not list(out.glob("*/metrics.json"))
 
     r = run_study(shlex.split(resume)[4:], gsm8k_dir)  # the printed command, as printed
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
