@@ -32,7 +32,7 @@ GSM8K_FILES = {  # file -> (problems, sha256) of the official release
     "train.jsonl": (7473, "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
     "test.jsonl": (1319, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
 }
-VAL_SIZE = 300  # problems of the official train file held out for model selection
+VAL_SIZE = 300  # out of 7473 hash buckets: the share held out for model selection (266 problems of the official train file)
 TOKENIZER_DIR = ROOT / "data" / "tokenizer"  # where trained tokenizers are cached
 
 # -----------------------------------------------------------------------------
@@ -263,7 +263,7 @@ def is_val(question):
 
 def load_gsm8k(split, data_dir=None):
     """
-    Problems of 'train', 'val' (a fixed ~300-problem slice of the official train file, never
+    Problems of 'train', 'val' (a fixed slice of 266 problems of the official train file, never
     in 'train') or 'test' (the official test file).
     Example: load_gsm8k("test")[0].answer == "18"
     """
