@@ -114,7 +114,7 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=
     B = H - 370  # the plot keeps its height; notes go below the x label
     xs = [x for _, pts, _ in series for x, _ in pts] or [0, 1]
     ys = [y for _, pts, _ in series for _, y in pts] + [v for _, _, err in series for lh in (err or []) for v in lh]
-    ys = (ys + ([hline[1]] if hline else [])) or [0, 1]
+    ys = (ys or [0]) + ([hline[1]] if hline else [])  # no points: from 0, not a range around the line alone
     if logx:
         xs = [x for x in xs if x > 0] or [1, 10]
         xt = log_ticks(min(xs), max(xs))

@@ -33,7 +33,7 @@ def gsm8k_dir():
 
 
 @pytest.fixture(scope="session")
-def tok_dir(gsm8k_dir, tmp_path_factory):
+def tokenizer_dir(gsm8k_dir, tmp_path_factory):
     """A --tokenizer-dir holding the real tokenizer (default vocabulary), trained once per test run
     on the real train split (seconds): every train.py a test starts can share it."""
     import data
@@ -43,10 +43,10 @@ def tok_dir(gsm8k_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tokenizer(gsm8k_dir, tok_dir):
-    """The real tokenizer (default vocabulary), from tok_dir."""
+def tokenizer(gsm8k_dir, tokenizer_dir):
+    """The real tokenizer (default vocabulary), from tokenizer_dir."""
     import data
-    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tok_dir)
+    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tokenizer_dir)
 
 
 def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):

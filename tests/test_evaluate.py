@@ -197,6 +197,12 @@ def test_all_zero_chart_has_no_negative_axis(tmp_path):
     ticks = [float(t.text) for t in ET.parse(tmp_path / "v.svg").getroot().iter()
              if t.tag.endswith("text") and t.get("text-anchor") == "end"]
     assert ticks == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    # no point at all (no latency measured), only the best teacher's line: 0 to 1, and said
+    charts.svg_chart(tmp_path / "e.svg", "latency", "ms", "exact match", [("answer", [], None)], lines=False, hline=("best", 0.94))
+    root = ET.parse(tmp_path / "e.svg").getroot()
+    texts = [t for t in root.iter() if t.tag.endswith("text")]
+    assert [float(t.text) for t in texts if t.get("text-anchor") == "end"] == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    assert "no data to show" in [t.text for t in texts]
 
 
 def test_svg_chart_is_valid_xml(tmp_path):
@@ -250,14 +256,14 @@ def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(gsm8k_dir, tok_dir, tmp_path_factory):
+def smoke_runs(gsm8k_dir, tokenizer_dir, tmp_path_factory):
     """Real run folders, answer and cot: train.py's smoke preset for one pass (4 steps, seconds on a
     CPU), trained once for the tests below; each test writes only eval folders of its own into them."""
     runs = {}
     for mode in ("answer", "cot"):
         runs[mode] = tmp_path_factory.mktemp("runs") / mode
         r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(runs[mode]), "--epochs", "1",
-                            "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir", str(tok_dir), "--max-new-tokens", "20"],
+                            "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir", str(tokenizer_dir), "--max-new-tokens", "20"],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
     return runs

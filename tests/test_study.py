@@ -45,10 +45,10 @@ def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tok_dir, tmp_path):
+def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tokenizer_dir, tmp_path):
     out = tmp_path / "study"
     # 12 and 18 steps, logged every 5, a last.pt at each: the Ctrl-C comes after step 5, mid-training
-    args = study_args(out, tok_dir, epochs=3, train_args="--eval-interval 5")
+    args = study_args(out, tokenizer_dir, epochs=3, train_args="--eval-interval 5")
     rc = ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, tmp_path / "console.txt")
     console = (tmp_path / "console.txt").read_text()  # the study's own output: the students' goes to their logs
     assert rc == 130 and "Traceback" not in console, console[-3000:]
@@ -92,15 +92,15 @@ def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tok_dir, tmp_path):
     report = (out / "report" / "report.md").read_text()
     assert "| teacher tiny (recorded, n=8) | 1.000 (0.676-1.000) |" in report and "## Side by side" in report
     # Other settings: the old runs are refused, not mixed into a new study.
-    r = run_study(study_args(out, tok_dir, epochs=2, train_args="--eval-interval 5"), gsm8k_dir)
+    r = run_study(study_args(out, tokenizer_dir, epochs=2, train_args="--eval-interval 5"), gsm8k_dir)
     assert r.returncode == 1 and "was trained with --epochs 3.0, not 2.0" in r.stderr and "another --out" in r.stderr
 
 
-def test_study_student_failing_while_another_trains(gsm8k_dir, tok_dir, tmp_path):
+def test_study_student_failing_while_another_trains(gsm8k_dir, tokenizer_dir, tmp_path):
     out = tmp_path / "s"
     (out / "cot").mkdir(parents=True)
     (out / "cot" / "last.pt").write_bytes(b"not a checkpoint")  # cot's resume fails at once
-    r = run_study(study_args(out, tok_dir), gsm8k_dir)
+    r = run_study(study_args(out, tokenizer_dir), gsm8k_dir)
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: step failed") and "--mode cot" in err[0] and "cot.log" in err[0]
