@@ -32,7 +32,7 @@ GSM8K_FILES = {  # file -> (problems, sha256) of the official release
     "train.jsonl": (7473, "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"),
     "test.jsonl": (1319, "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"),
 }
-VAL_SIZE = 300  # problems of the official train file held out for model selection
+VAL_SIZE = 300  # out of 7473 hash buckets: the share held out for model selection (266 problems of the official train file)
 TOKENIZER_DIR = ROOT / "data" / "tokenizer"  # where trained tokenizers are cached
 
 # -----------------------------------------------------------------------------
@@ -42,6 +42,17 @@ TOKENIZER_DIR = ROOT / "data" / "tokenizer"  # where trained tokenizers are cach
 def resolve_data_dir(data_dir=None):
     """The GSM8K folder: the flag if given, else $GSM8K_DIR, else ./data/gsm8k beside this file."""
     return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
+
+
+def current_umask():
+    """
+    The process umask. Reading it means setting it: it is set to a strict 077 for that moment,
+    so a file another thread creates meanwhile is never more open than meant.
+    Example: current_umask() == 0o022  # the usual default
+    """
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path, text):
@@ -55,6 +66,9 @@ def write_atomic(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600 (private while it is a temp file); the result should have
+        # the mode of any other new file, as open() would give it (0644 under the usual umask)
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
@@ -249,7 +263,7 @@ def is_val(question):
 
 def load_gsm8k(split, data_dir=None):
     """
-    Problems of 'train', 'val' (a fixed ~300-problem slice of the official train file, never
+    Problems of 'train', 'val' (a fixed slice of 266 problems of the official train file, never
     in 'train') or 'test' (the official test file).
     Example: load_gsm8k("test")[0].answer == "18"
     """

@@ -13,7 +13,6 @@ holds an eval.json, e.g. runs/cot/eval-test-calc, is read as it is) and writes r
 its SVG charts into --out (default runs/report/).
 """
 import argparse
-import html
 import json
 import math
 import random
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 import data
+from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
 from traces import exact_match
 
@@ -567,97 +567,6 @@ def step_match_against(preds, other):
     s = [step_precision_recall(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
     matched, n_out, n_ref = (sum(x[k] for x in s) for k in ("matched", "n_output", "n_reference"))
     return {"precision": matched / n_out if n_out else None, "recall": matched / n_ref if n_ref else None}
-
-
-def size_label(params):
-    """
-    A parameter count for tables and axes: 6.54M, 175B.
-    Example: size_label(175e9) == "175B" and size_label(6_540_000) == "6.54M"
-    """
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if params >= scale:
-            return f"{params / scale:.3g}{unit}"
-    return f"{params:g}"
-
-
-def nice_ticks(lo, hi, n=5):
-    """
-    About n round tick values (steps of 1, 2 or 5 times a power of ten) spanning [lo, hi] with a
-    little margin, never crossing zero that the data does not cross.
-    Example: nice_ticks(0.03, 0.62) == [0.0, 0.2, 0.4, 0.6, 0.8]
-    """
-    if hi == lo:  # one value: show it in the middle of a range around it
-        lo, hi = (lo * 0.5, lo * 1.5) if lo > 0 else (lo - 1, hi + 1)
-    pad = 0.05 * (hi - lo)
-    lo, hi = (lo - pad if lo - pad >= 0 or lo < 0 else 0), hi + pad
-    raw = (hi - lo) / n
-    step = next(m * 10 ** math.floor(math.log10(raw)) for m in (1, 2, 5, 10) if m * 10 ** math.floor(math.log10(raw)) >= raw)
-    return [round(k * step, 12) for k in range(math.floor(lo / step), math.ceil(hi / step) + 1)]
-
-
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-
-
-def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=False, notes=()):
-    """
-    A small SVG chart written by hand (no plotting library): series is [(label, [(x, y), ...],
-    [(lo, hi), ...] or None)]; lines=False draws labelled points with error bars; hline=(label, y)
-    adds a dashed reference line; logx puts x on a log scale (ticks at powers of ten, as sizes);
-    notes are lines of text under the chart.
-    Example: svg_chart("loss.svg", "training loss", "step", "loss", [("cot", [(0, 4.1), (20, 3.2)], None)])
-    """
-    W, H, L, R, T = 720, 420 + 16 * len(notes) + 10 * bool(notes), 70, 170, 40
-    B = H - 370  # the plot keeps its height; notes go below the x label
-    xs = [x for _, pts, _ in series for x, _ in pts] or [0, 1]
-    ys = [y for _, pts, _ in series for _, y in pts] + [v for _, _, err in series for lh in (err or []) for v in lh]
-    ys = (ys + ([hline[1]] if hline else [])) or [0, 1]
-    if logx:  # a decade of margin on each side, so the smallest and largest sizes are not on the frame
-        xs = [x for x in xs if x > 0] or [1, 10]
-        xt = [10.0 ** k for k in range(math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs))) + 1)]
-        xt = [xt[0] / 10] * (xt[0] == min(xs)) + xt + [xt[-1] * 10] * (xt[-1] == max(xs))
-    else:
-        xt = nice_ticks(min(xs), max(xs))
-    yt = nice_ticks(min(ys), max(ys))
-    (x0, x1), (y0, y1) = (xt[0], xt[-1]), (yt[0], yt[-1])
-    tx = (lambda x: math.log10(x)) if logx else (lambda x: x)
-    sx = lambda x: L + (tx(x) - tx(x0)) / (tx(x1) - tx(x0)) * (W - L - R)
-    sy = lambda y: H - B - (y - y0) / (y1 - y0) * (H - T - B)
-    e = html.escape
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>', f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15">{e(title)}</text>',
-           f'<text x="{(L + W - R) / 2}" y="{H - B + 40}" text-anchor="middle">{e(xlabel)}</text>',
-           f'<text x="16" y="{(T + H - B) / 2}" text-anchor="middle" transform="rotate(-90 16 {(T + H - B) / 2})">{e(ylabel)}</text>']
-    for vx in xt:  # grid and tick labels
-        out += [f'<line x1="{sx(vx):.1f}" y1="{T}" x2="{sx(vx):.1f}" y2="{H - B}" stroke="#eee"/>',
-                f'<text x="{sx(vx):.1f}" y="{H - B + 16}" text-anchor="middle">{size_label(vx) if logx else format(vx, "g")}</text>']
-    for k, note in enumerate(notes):
-        out.append(f'<text x="{L}" y="{H - B + 64 + 16 * k}" font-size="11" fill="#555">{e(note)}</text>')
-    for vy in yt:
-        out += [f'<line x1="{L}" y1="{sy(vy):.1f}" x2="{W - R}" y2="{sy(vy):.1f}" stroke="#eee"/>',
-                f'<text x="{L - 6}" y="{sy(vy) + 4:.1f}" text-anchor="end">{vy:g}</text>']
-    out.append(f'<rect x="{L}" y="{T}" width="{W - L - R}" height="{H - T - B}" fill="none" stroke="#333"/>')
-    if hline:
-        out += [f'<line x1="{L}" y1="{sy(hline[1]):.1f}" x2="{W - R}" y2="{sy(hline[1]):.1f}" stroke="#555" stroke-dasharray="6 4"/>',
-                f'<text x="{L + 4}" y="{sy(hline[1]) - 4:.1f}" fill="#555">{e(hline[0])}</text>']
-    labelled = []  # where point labels went: one that would overlap another is left to the legend
-    for k, (label, pts, err) in enumerate(series):
-        c = COLORS[k % len(COLORS)]
-        if lines and pts:
-            out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
-        named = False  # a series is named once, beside its first point that has room
-        for j, (x, y) in enumerate(pts):  # markers too on lines: a one-point curve still shows
-            if err:
-                out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
-            out.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{2.5 if lines else 5}" fill="{c}"/>')
-            if not lines and not named and all(abs(sx(x) - a) > 80 or abs(sy(y) - b) > 12 for a, b in labelled):
-                labelled.append((sx(x), sy(y)))
-                named = True
-                left = sx(x) > (W - R + L) / 2  # right of the middle, a label goes left so it stays off the legend
-                out.append(f'<text x="{sx(x) + (-8 if left else 8):.1f}" y="{sy(y) - 6:.1f}" fill="{c}" '
-                           f'text-anchor="{"end" if left else "start"}">{e(label)}</text>')
-        out += [f'<rect x="{W - R + 12}" y="{T + 18 * k}" width="12" height="12" fill="{c}"/>',
-                f'<text x="{W - R + 30}" y="{T + 18 * k + 11}">{e(label)}</text>']
-    data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
 
 
 def read_log(run_dir):

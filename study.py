@@ -8,7 +8,8 @@ evaluate each with and without the calculator, and write the comparison report.
     python study.py --preset cpu --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
 
 Interrupted, it resumes: finished runs and evaluations are kept, a half-trained run goes on
-from its last.pt. Each step is a plain call of train.py or evaluate.py, printed before it runs,
+from its last.pt. Ctrl-C reaches the running train.py or evaluate.py too; the study waits for them
+to stop, then prints the command that resumes it and exits with 130. Each step is a plain call of train.py or evaluate.py, printed before it runs,
 so any number in the report can be reproduced by hand. With --jobs N, N students train side
 by side, each with its share of the CPU threads and its output in a log file; the evaluations
 then run one at a time with every thread, so latency and memory are measured alike for all.
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -28,6 +30,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
+
+# Ctrl-C sets this instead of raising KeyboardInterrupt: the running steps got the signal too,
+# and a KeyboardInterrupt here would kill them (subprocess.run does) before they could save.
+INTERRUPTED = threading.Event()
+
+
+def on_ctrl_c(signum, frame):
+    if not INTERRUPTED.is_set():
+        print("\ninterrupted: waiting for the running steps to stop", file=sys.stderr, flush=True)
+    INTERRUPTED.set()
+
+
+if __name__ == "__main__":  # before the imports below, which take seconds (torch): a Ctrl-C then is caught too
+    signal.signal(signal.SIGINT, on_ctrl_c)
 
 from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
@@ -38,6 +54,10 @@ TRAIN_PRESET = {"smoke": "smoke", "default": "default", "gpu": "gpu", "cpu": "de
 
 class StepFailed(Exception):
     pass
+
+
+class Interrupted(Exception):
+    """Ctrl-C was pressed: the step that was running has stopped, and no other may start."""
 
 
 class StepLog:
@@ -75,9 +95,12 @@ def run(cmd, steps, log_file=None, threads=0):
     """
     Run one step, echoing it, and record its time at once. Output goes to the terminal, or,
     when several steps run side by side, appended to log_file. threads > 0 caps the step's
-    CPU threads (OMP_NUM_THREADS). A failed step raises StepFailed with its command line.
+    CPU threads (OMP_NUM_THREADS). A failed step raises StepFailed with its command line; after
+    a Ctrl-C, the step that got it too raises Interrupted once it has stopped, and no step starts.
     Example: run([sys.executable, "train.py", "--mode", "cot"], steps)
     """
+    if INTERRUPTED.is_set():
+        raise Interrupted
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # progress lines as they come, even into a log file
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -90,6 +113,8 @@ def run(cmd, steps, log_file=None, threads=0):
         r = subprocess.run(cmd, env=env)
     seconds = round(time.time() - t0, 1)
     steps.add(shlex.join(cmd), seconds, r.returncode, **({"threads": threads} if threads else {}))
+    if INTERRUPTED.is_set():  # whatever it returned: a step that was stopped is no failure to report
+        raise Interrupted
     if r.returncode != 0:
         where = f" (its output: {log_file})" if log_file else ""
         raise StepFailed(f"step failed ({r.returncode}): {shlex.join(cmd)}{where}; fix it and rerun study.py to resume")
@@ -188,7 +213,12 @@ def teacher_steps(py, teachers_dir, out):
     return steps, files
 
 
-def main():
+def parse_args(argv=None):
+    """
+    The study's flags, checked before any step runs: modes, and --train-args / --eval-args as
+    train.py and evaluate.py will read them.
+    Example: parse_args(["--preset", "smoke", "--modes", "answer,cot"]).modes == ["answer", "cot"]
+    """
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=list(TRAIN_PRESET), default="default", help="study size: train.py's preset (smoke, default, gpu; cpu: default's former name)")
     parser.add_argument("--out", default="", help="study folder (default runs/study-<preset>)")
@@ -202,7 +232,7 @@ def main():
     parser.add_argument("--eval-file", default="", help="also score every student on this {question, answer} JSONL")
     parser.add_argument("--train-args", default="", help="extra train.py flags for every run, e.g. '--time-budget-min 20'")
     parser.add_argument("--eval-args", default="", help="extra evaluate.py flags for every evaluation, e.g. '--latency-samples 5'")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     modes = args.modes.split(",")
     for mode in modes:
         if mode not in MODES:
@@ -210,18 +240,17 @@ def main():
     if len(set(modes)) < len(modes):
         parser.error(f"--modes {args.modes}: each student once")
     check_step_args(parser, args, modes)
-    out = Path(args.out or f"runs/study-{args.preset}")
-    out.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    steps = StepLog(out / "study.json", {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions"})
-    # the folders evaluate.py writes, named by the settings that change the numbers
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--limit", type=arg_number(int, at_least=0), default=0)
-    limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
-    plans = {mode: student_steps(args, py, out / mode, mode, limit) for mode in modes}
-    recorded, recorded_files = teacher_steps(py, Path(args.teachers), out / "teachers") if args.teachers else ([], [])
-    to_train = [mode for mode in modes if plans[mode][0]]
-    jobs = max(1, min(args.jobs, len(to_train)))
+    args.modes = modes
+    return args
+
+
+def train_students(plans, to_train, steps, out, jobs):
+    """
+    Run the train.py commands of to_train, jobs at a time (each with its share of the CPU threads
+    and its output in <out>/<mode>.log when more than one); after a failure or a Ctrl-C no new
+    one starts, and those running are let finish or stop, and kept. Returns the failures.
+    Example: train_students(plans, ["answer", "cot"], steps, Path("runs/study-cpu"), 2)
+    """
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else 0
     failures, stop = [], threading.Event()
 
@@ -233,28 +262,67 @@ def main():
         except StepFailed as e:
             failures.append(str(e))
             stop.set()
+        except Interrupted:
+            stop.set()
 
-    t0 = time.time()
     with ThreadPoolExecutor(jobs) as pool:
         list(pool.map(train, to_train))
+    return failures
+
+
+def evaluate_and_report(args, plans, recorded, recorded_files, steps, out, limit):
+    """
+    The evaluations still missing, one at a time with every thread; the recorded teachers' scores;
+    then the comparison report over every student (and teacher).
+    Example: evaluate_and_report(args, plans, [], [], steps, Path("runs/study-cpu"), 0)
+    """
+    for mode in args.modes:
+        for cmd in plans[mode][1]:
+            run(cmd, steps)
+    for cmd in filter(None, recorded):
+        run(cmd, steps)
+    # best first: the first teacher is the one whose traces the report shows beside the students'
+    score = lambda f: json.loads(Path(f"{f}.summary.json").read_text())["exact_match"]
+    teachers = ([args.teacher] if args.teacher else []) + [str(f) for f in sorted(recorded_files, key=score, reverse=True)]
+    compare = [folder for mode in args.modes for folder in plans[mode][2]]
+    cmd = [sys.executable, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
+    if "answer" in args.modes:
+        cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
+    run(cmd + [arg for t in teachers for arg in ("--teacher", t)], steps)
+
+
+def stop_interrupted():
+    """Leave after a Ctrl-C, once every running step has stopped: what is kept, and the exact command that resumes."""
+    print(f"interrupted: finished runs and evaluations are kept, a half-trained run goes on from its last.pt; resume with\n"
+          f"  {shlex.join(['python', *sys.argv])}", file=sys.stderr)
+    sys.exit(130)
+
+
+def main():
+    args = parse_args()
+    out = Path(args.out or f"runs/study-{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    steps = StepLog(out / "study.json", {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions"})
+    # the folders evaluate.py writes, named by the settings that change the numbers
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--limit", type=arg_number(int, at_least=0), default=0)
+    limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
+    plans = {mode: student_steps(args, sys.executable, out / mode, mode, limit) for mode in args.modes}
+    recorded, recorded_files = teacher_steps(sys.executable, Path(args.teachers), out / "teachers") if args.teachers else ([], [])
+    to_train = [mode for mode in args.modes if plans[mode][0]]
+    jobs = max(1, min(args.jobs, len(to_train)))
+    t0 = time.time()
+    failures = train_students(plans, to_train, steps, out, jobs)
+    if INTERRUPTED.is_set():
+        stop_interrupted()
     if failures:  # the students still running when one failed were let finish, and are kept
         sys.exit("\n".join(f"error: {e}" for e in failures))
     try:
-        for mode in modes:
-            for cmd in plans[mode][1]:
-                run(cmd, steps)
-        for cmd in filter(None, recorded):
-            run(cmd, steps)
-        # best first: the first teacher is the one whose traces the report shows beside the students'
-        score = lambda f: json.loads(Path(f"{f}.summary.json").read_text())["exact_match"]
-        teachers = ([args.teacher] if args.teacher else []) + [str(f) for f in sorted(recorded_files, key=score, reverse=True)]
-        compare = [folder for mode in modes for folder in plans[mode][2]]
-        cmd = [py, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
-        if "answer" in modes:
-            cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
-        run(cmd + [arg for t in teachers for arg in ("--teacher", t)], steps)
+        evaluate_and_report(args, plans, recorded, recorded_files, steps, out, limit)
     except StepFailed as e:
         sys.exit(f"error: {e}")
+    except Interrupted:
+        stop_interrupted()
     steps.set(jobs=jobs, wall_seconds_this_call=round(time.time() - t0, 1))
     total = steps.summary["seconds"]
     print(f"study done in {(time.time() - t0) / 60:.1f} min ({total / 60:.1f} min of steps in all, trained {jobs} at a time): "

@@ -1,4 +1,5 @@
-"""Shared fixtures (the real GSM8K copy, a real tokenizer trained on it) and the overfit loop two tests use."""
+"""Shared fixtures (the real GSM8K copy, a real tokenizer trained on it), the overfit loop two tests use,
+and a line at the end of the run saying what was skipped and why."""
 import os
 import sys
 from pathlib import Path
@@ -8,6 +9,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+NO_GSM8K = "GSM8K not found: set GSM8K_DIR to a folder holding train.jsonl and test.jsonl, or run `python data.py download`"
 
 
 def gsm8k_path():
@@ -24,15 +28,25 @@ def gsm8k_dir():
     if path is None:
         if os.environ.get("CI") == "true":
             pytest.fail("GSM8K is missing: CI must set GSM8K_DIR to the shared copy")
-        pytest.skip("GSM8K not found: set GSM8K_DIR or run `python data.py download`")
+        pytest.skip(NO_GSM8K)
     return path
 
 
 @pytest.fixture(scope="session")
-def tokenizer(gsm8k_dir, tmp_path_factory):
-    """The real tokenizer (default vocabulary), trained on the real train split into a temp cache."""
+def tokenizer_dir(gsm8k_dir, tmp_path_factory):
+    """A --tokenizer-dir holding the real tokenizer (default vocabulary), trained once per test run
+    on the real train split (seconds): every train.py a test starts can share it."""
     import data
-    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path_factory.mktemp("tok"))
+    path = tmp_path_factory.mktemp("tok")
+    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(gsm8k_dir, tokenizer_dir):
+    """The real tokenizer (default vocabulary), from tokenizer_dir."""
+    import data
+    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tokenizer_dir)
 
 
 def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):
@@ -46,3 +60,20 @@ def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):
         if loss.item() < stop_below:
             break
     return loss.item()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """
+    One line per reason a test was skipped, with the count, so "27 skipped" says what is missing.
+    A module skipped whole (test_teacher.py without GSM8K) is one skip in pytest's count whatever
+    its number of tests, so it is named.
+    Example: 27 skipped: GSM8K not found: set GSM8K_DIR ... (tests/test_teacher.py skipped whole, counted as one)
+    """
+    by_reason = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        by_reason.setdefault(reason.removeprefix("Skipped: "), []).append(report)
+    for reason, reports in by_reason.items():
+        whole = [r.nodeid for r in reports if "::" not in r.nodeid]
+        terminalreporter.write_line(f"{len(reports)} skipped: {reason}"
+                                    + (f" ({', '.join(whole)} skipped whole, counted as one)" if whole else ""))

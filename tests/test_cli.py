@@ -34,14 +34,15 @@ BAD_NUMBERS = {
 @pytest.mark.parametrize("script,args", [(s, a) for s, cases in BAD_NUMBERS.items() for a in cases])
 def test_bad_numbers_are_usage_errors(script, args, tmp_path, capsys):
     import evaluate
+    import study
     import train
-    if script in ("train.py", "evaluate.py"):  # their parsers, in this process: parsing does nothing else
+    if script != "bench.py":  # their parsers, in this process (a second each, not a process start): parsing does nothing else
+        extra = ["--preset", "smoke", "--modes", "answer", "--out", str(tmp_path / "study")] if script == "study.py" else []
         with pytest.raises(SystemExit) as exit:
-            (train.resolve_config if script == "train.py" else evaluate.parse_args)(args)
+            {"train.py": train.resolve_config, "evaluate.py": evaluate.parse_args, "study.py": study.parse_args}[script](extra + args)
         code, err = exit.value.code, capsys.readouterr().err
     else:
-        extra = ["--preset", "smoke", "--modes", "answer", "--out", str(tmp_path / "study")] if script == "study.py" else []
-        r = subprocess.run([sys.executable, script, *extra, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        r = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
         code, err = r.returncode, r.stderr
     flag = [word for word in " ".join(args).split() if word.startswith("--")][-1]
     last = err.strip().splitlines()[-1]  # after the usage lines, one line saying what is wrong
@@ -63,3 +64,19 @@ def test_train_flags_that_depend_on_each_other_or_on_files(tmp_path, capsys):
             train.resolve_config(args)
         assert exit.value.code == 2 and message in capsys.readouterr().err
     assert train.resolve_config(["--epochs", "0.5", "--limit", "0", "--seed", "-1"])[0].epochs == 0.5  # good values pass
+
+
+def test_the_test_run_says_what_was_skipped_and_why(tmp_path):
+    """conftest's summary hook, on a tiny suite of its own: a skipped test and a module skipped whole."""
+    (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
+    (tmp_path / "test_some.py").write_text("import pytest\nfrom conftest import NO_GSM8K\n\n"
+                                           "def test_a():\n    pytest.skip(NO_GSM8K)\n\n"
+                                           "def test_b():\n    pass\n")
+    (tmp_path / "test_all.py").write_text("import pytest\nfrom conftest import NO_GSM8K\n"
+                                          "pytest.skip(NO_GSM8K, allow_module_level=True)\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert ("2 skipped: GSM8K not found: set GSM8K_DIR to a folder holding train.jsonl and test.jsonl, or run "
+            "`python data.py download` (test_all.py skipped whole, counted as one)") in r.stdout.splitlines()
+    assert "1 passed, 2 skipped" in r.stdout

@@ -3,7 +3,9 @@ import collections
 import hashlib
 import http.server
 import json
+import os
 import random
+import stat
 import threading
 import time
 from fractions import Fraction
@@ -413,3 +415,18 @@ def test_calculator_does_not_compute_what_it_cannot_read(tokenizer):
     for text in ("1e308 * 10 =", "2^3 + 1 =", "x + 3 ="):
         assert calc(tokenizer.encode(text)) == []
     assert calc.fired == 0
+
+
+def test_write_atomic_gives_the_mode_of_any_new_file(tmp_path):
+    """mkstemp makes its file 0600; the written file gets what open() would give under the umask."""
+    old = os.umask(0o027)
+    try:
+        data.write_atomic(tmp_path / "a" / "metrics.json", "{}\n")
+        assert os.umask(0o027) == 0o027  # reading the umask left it as it was
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "metrics.json").read_text() == "{}\n"
+    assert stat.S_IMODE((tmp_path / "a" / "metrics.json").stat().st_mode) == 0o640 == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["metrics.json"]  # no temp file left behind

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import charts
 import data
 import evaluate as ev
 
@@ -127,18 +128,89 @@ def test_summarize_hand_made():
 
 
 def test_nice_ticks():
-    assert ev.nice_ticks(0.03, 0.62) == [0.0, 0.2, 0.4, 0.6, 0.8]      # no negative accuracy for the margin's sake
-    assert ev.nice_ticks(5, 400) == [0, 100, 200, 300, 400, 500]
-    assert ev.nice_ticks(2.77, 7.29) == [2, 3, 4, 5, 6, 7, 8]
-    assert ev.nice_ticks(0.34, 0.34) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # a single value sits inside the range
-    assert ev.nice_ticks(-3, 4) == [-4, -2, 0, 2, 4, 6]
+    assert charts.nice_ticks(0.03, 0.62) == [0.0, 0.2, 0.4, 0.6, 0.8]      # no negative accuracy for the margin's sake
+    assert charts.nice_ticks(5, 400) == [0, 100, 200, 300, 400, 500]
+    assert charts.nice_ticks(2.77, 7.29) == [2, 3, 4, 5, 6, 7, 8]
+    assert charts.nice_ticks(0.34, 0.34) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # a single value sits inside the range
+    assert charts.nice_ticks(-3, 4) == [-4, -2, 0, 2, 4, 6]
+    assert charts.nice_ticks(0, 0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # all zero (validation at 0%): 0 to 1, not -1.5 to 1.5
+    assert charts.nice_ticks(-2, -2) == [-3.5, -3.0, -2.5, -2.0, -1.5, -1.0, -0.5]  # a single negative value: below zero
+
+
+def test_log_ticks():
+    assert charts.log_ticks(6.5e6, 175e9) == [1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12]
+    assert charts.log_ticks(1.89e6, 1.89e6) == [1e6, 1e7]  # every student one size: inside its decade
+    assert charts.log_ticks(1e5, 1e5) == [1e4, 1e5, 1e6]    # a power of ten: not on the frame
+    assert charts.log_ticks(1e6, 3e6) == [1e5, 1e6, 1e7]
+
+
+def test_every_series_has_its_own_colour_and_marker():
+    styles = [charts.series_style(k) for k in range(20)]
+    assert len(set(styles)) == 20
+    # the twelve rows of the CPU study: answer and filler (0, 8) and each '+calc' pair (k, k + 1) differ
+    assert styles[0] != styles[8] and all(styles[k] != styles[k + 1] for k in range(11))
+
+
+def test_spread_labels():
+    assert charts.spread_labels([(0, 50, 100), (10, 60, 104), (200, 250, 104)]) == [100, 113, 104]  # only the overlapping one moves
+    assert charts.spread_labels([(0, 50, 100)] * 3) == [100, 113, 126]
+    assert charts.spread_labels([(0, 50, 130), (0, 50, 100), (0, 50, 110)]) == [130, 100, 113]  # placed top first
+    assert charts.spread_labels([(0, 50, 100), (0, 50, 120)], gap=13) == [100, 120]  # far enough apart already
+    assert charts.spread_labels([(0, 50, 100), (50, 90, 100)]) == [100, 100]  # spans that only touch
+    assert charts.spread_labels([(0, 50, 100), (10, 60, 95), (20, 40, 107)]) == [108, 95, 121]
+    # points on the plot's floor (every smoke student at 0% exact match): the labels stack upwards from it
+    assert charts.spread_labels([(0, 50, 100)] * 3, lowest=110) == [84, 97, 110]
+    assert charts.spread_labels([(0, 50, 100), (100, 150, 130)], lowest=110) == [100, 110]
+
+
+def text_boxes(root):
+    """(left, right, baseline) of every text in a chart, at the width the chart assumes for a character."""
+    boxes = []
+    for t in root.iter():
+        if t.tag.endswith("text") and t.text and not t.get("transform"):
+            x, w = float(t.get("x")), charts.CHAR_WIDTH * len(t.text)
+            left = {"end": x - w, "middle": x - w / 2}.get(t.get("text-anchor"), x)
+            boxes.append((left, left + w, float(t.get("y")), t.text))
+    return boxes
+
+
+def test_scatter_labels_never_overlap(tmp_path):
+    """The smoke study's latency chart: twelve points within a few ms and a few points of each other."""
+    names = ["answer", "answer+calc", "cot", "cot+calc", "mixed/cot", "mixed/answer", "mixed/cot+calc", "mixed/answer+calc",
+             "filler", "filler+calc", "shuffled", "shuffled+calc"]
+    for name, y in (("mid", lambda k: 0.01 + 0.001 * (k % 3)), ("floor", lambda k: 0.0)):  # the second: all at 0%
+        series = [(n, [(10 + 0.3 * k, y(k))], [(0.0, 0.03)]) for k, n in enumerate(names)]
+        charts.svg_chart(tmp_path / f"{name}.svg", "latency", "ms", "exact match", series, lines=False)
+        root = ET.parse(tmp_path / f"{name}.svg").getroot()
+        labels = [b for b in text_boxes(root) if b[3] in names and b[0] < 550]  # beside the points, not in the legend
+        assert sorted(b[3] for b in labels) == sorted(names)
+        assert all(40 + 10 < b[2] <= 420 - 50 for b in labels)  # inside the plot (top 40, floor 370)
+        for i, a in enumerate(labels):
+            for b in labels[:i]:
+                assert not (a[0] < b[1] and b[0] < a[1] and abs(a[2] - b[2]) < charts.LINE_HEIGHT), (a, b)
+    legend = [(g.get("fill"), g[0].tag.split("}")[-1] + str(sorted(g[0].attrib.items()))) for g in root.iter()
+              if g.get("class") == "marker" and float(g.get("transform").split("(")[1].split()[0]) > 550]
+    assert len(legend) == 12 and len(set(legend)) == 12  # every legend entry looks different
+
+
+def test_all_zero_chart_has_no_negative_axis(tmp_path):
+    charts.svg_chart(tmp_path / "v.svg", "val", "step", "exact match", [("answer", [(0, 0.0), (20, 0.0)], None)])
+    ticks = [float(t.text) for t in ET.parse(tmp_path / "v.svg").getroot().iter()
+             if t.tag.endswith("text") and t.get("text-anchor") == "end"]
+    assert ticks == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    # no point at all (no latency measured), only the best teacher's line: 0 to 1, and said
+    charts.svg_chart(tmp_path / "e.svg", "latency", "ms", "exact match", [("answer", [], None)], lines=False, hline=("best", 0.94))
+    root = ET.parse(tmp_path / "e.svg").getroot()
+    texts = [t for t in root.iter() if t.tag.endswith("text")]
+    assert [float(t.text) for t in texts if t.get("text-anchor") == "end"] == [0, 0.2, 0.4, 0.6, 0.8, 1]
+    assert "no data to show" in [t.text for t in texts]
 
 
 def test_svg_chart_is_valid_xml(tmp_path):
-    ev.svg_chart(tmp_path / "a.svg", "t <&>", "x", "y", [("cot & co", [(1, 0.2)], [(0.1, 0.3)]), ("answer", [(1, 0.2)], None)],
+    charts.svg_chart(tmp_path / "a.svg", "t <&>", "x", "y", [("cot & co", [(1, 0.2)], [(0.1, 0.3)]), ("answer", [(1, 0.2)], None)],
                  lines=False, hline=("teacher", 0.9))
-    ev.svg_chart(tmp_path / "b.svg", "loss", "step", "loss", [("cot", [(0, 4.0), (10, 3.0), (20, 2.5)], None), ("empty", [], None)])
-    ev.svg_chart(tmp_path / "c.svg", "nothing", "x", "y", [])
+    charts.svg_chart(tmp_path / "b.svg", "loss", "step", "loss", [("cot", [(0, 4.0), (10, 3.0), (20, 2.5)], None), ("empty", [], None)])
+    charts.svg_chart(tmp_path / "c.svg", "nothing", "x", "y", [])
     for name in "abc":
         assert ET.parse(tmp_path / f"{name}.svg").getroot().tag.endswith("svg")
     assert "cot &amp; co" in (tmp_path / "a.svg").read_text()
@@ -193,16 +265,22 @@ def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8
 # ----------------------------------------------------------------------------- end to end
 
 
-def smoke_run(folder, mode, gsm8k_dir):
-    """A real run folder: train.py's smoke preset (seconds on a CPU)."""
-    r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(folder), "--test-limit", "8",
-                        "--data-dir", str(gsm8k_dir), "--max-new-tokens", "20"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return folder
+@pytest.fixture(scope="module")
+def smoke_runs(gsm8k_dir, tokenizer_dir, tmp_path_factory):
+    """Real run folders, answer and cot: train.py's smoke preset for one pass (4 steps, seconds on a
+    CPU), trained once for the tests below; each test writes only eval folders of its own into them."""
+    runs = {}
+    for mode in ("answer", "cot"):
+        runs[mode] = tmp_path_factory.mktemp("runs") / mode
+        r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(runs[mode]), "--epochs", "1",
+                            "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir", str(tokenizer_dir), "--max-new-tokens", "20"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return runs
 
 
-def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
-    runs = {mode: smoke_run(tmp_path / mode, mode, gsm8k_dir) for mode in ("answer", "cot")}
+def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
+    runs = dict(smoke_runs)
     # a mixed run without a third training: the cot weights, asked both ways
     from model import load_checkpoint, save_checkpoint
     model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
@@ -260,8 +338,8 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir):
         assert all(f"**Warning: {w}**" in md for w in rep["warnings"])
 
 
-def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_path, gsm8k_dir):
-    run = smoke_run(tmp_path / "answer", "answer", gsm8k_dir)
+def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_path, gsm8k_dir, smoke_runs):
+    run = smoke_runs["answer"]
     evaluate = lambda *a: subprocess.run([sys.executable, "evaluate.py", str(run), "--limit", "4", "--latency-samples", "0", *map(str, a)],
                                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     r = evaluate("--data-dir", gsm8k_dir)
@@ -370,16 +448,16 @@ def test_mcnemar_bound_and_sizes():
 
 
 def test_svg_chart_log_x_with_notes(tmp_path):
-    ev.svg_chart(tmp_path / "s.svg", "size", "parameters", "exact match",
-                 [("student", [(6.5e6, 0.02), (6.5e6, 0.3)], None), ("gpt3 175B", [(175e9, 0.35)], None)], lines=False, logx=True,
-                 notes=["Not placed: gpt-4 0.940"])
+    charts.svg_chart(tmp_path / "s.svg", "size", "parameters", "exact match",
+                     [("student", [(6.5e6, 0.02), (6.5e6, 0.3)], None), ("gpt3 175B", [(175e9, 0.35)], None)], lines=False, logx=True,
+                     notes=["Not placed: gpt-4 0.940"])
     root = ET.parse(tmp_path / "s.svg").getroot()
     texts = [t.text for t in root.iter() if t.tag.endswith("text")]
     assert [t for t in texts if t and t[-1] in "MBT" and t[0].isdigit()] == ["1M", "10M", "100M", "1B", "10B", "100B", "1T"]
     assert "Not placed: gpt-4 0.940" in texts and texts.count("student") == 2  # the legend, and one label of two points
-    xs = {c.get("cx") for c in root.iter() if c.tag.endswith("circle")}
-    assert len(xs) == 2  # decades are equally wide: 6.5M and 175B sit 4.4 decades apart
-    a, b = sorted(float(x) for x in xs)
+    xs = {float(g.get("transform").split("(")[1].split()[0]) for g in root.iter() if g.get("class") == "marker"}
+    a, b = sorted(xs)[:2]  # the points (the legend's markers are further right)
+    assert len([x for x in xs if x < 550]) == 2  # decades are equally wide: 6.5M and 175B sit 4.4 decades apart
     assert (b - a) / ((720 - 70 - 170) / 6) == pytest.approx(math.log10(175e9 / 6.5e6), abs=0.01)
 
 

@@ -1,12 +1,13 @@
-"""study.py end to end on real GSM8K with the smoke preset: two students side by side, resume,
-a run trained with other settings, a student that fails while another trains."""
+"""study.py end to end on real GSM8K with the smoke preset: two students side by side, Ctrl-C and
+resume, a run trained with other settings, a student that fails while another trains."""
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-
-import pytest
 
 import data
 
@@ -19,30 +20,60 @@ def run_study(args, gsm8k_dir):
                           capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def tok_dir(gsm8k_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok")
-    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)
-    return path
-
-
-def study_args(out, tok_dir, epochs=1):
+def study_args(out, tok_dir, epochs=1, train_args=""):
     return ["--out", str(out), "--modes", "answer,cot", "--jobs", "2",
-            "--train-args", f"--tokenizer-dir {tok_dir} --epochs {epochs} --test-limit 8", "--eval-args", "--limit 8 --latency-samples 0"]
+            "--train-args", f"--tokenizer-dir {tok_dir} --epochs {epochs} --test-limit 8 {train_args}".strip(),
+            "--eval-args", "--limit 8 --latency-samples 0"]
 
 
-def test_study_two_jobs_then_resume(gsm8k_dir, tok_dir, tmp_path):
+def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console):
+    """Start the study, and once a student has logged a training step and saved its last.pt, press
+    Ctrl-C as a terminal does: SIGINT to the study and its steps, one process group. Returns the exit code."""
+    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir)}
+    with open(console, "w") as f:
+        proc = subprocess.Popen([sys.executable, "study.py", "--preset", "smoke"] + args, cwd=ROOT, env=env,
+                                stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 300  # only a bound on a broken run: the wait ends on the file
+            while proc.poll() is None and time.time() < deadline and not any((out / m / "last.pt").exists() for m in ("answer", "cot")):
+                time.sleep(0.05)
+            assert proc.poll() is None, Path(console).read_text()[-3000:]
+            os.killpg(proc.pid, signal.SIGINT)
+            return proc.wait(120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tokenizer_dir, tmp_path):
     out = tmp_path / "study"
-    r = run_study(study_args(out, tok_dir), gsm8k_dir)
+    # 12 and 18 steps, logged every 5, a last.pt at each: the Ctrl-C comes after step 5, mid-training
+    args = study_args(out, tokenizer_dir, epochs=3, train_args="--eval-interval 5")
+    rc = ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, tmp_path / "console.txt")
+    console = (tmp_path / "console.txt").read_text()  # the study's own output: the students' goes to their logs
+    assert rc == 130 and "Traceback" not in console, console[-3000:]
+    kept = {m: (out / m / "last.pt").exists() for m in ("answer", "cot")}
+    assert any(kept.values()) and not list(out.glob("*/metrics.json"))
+    assert all("\nstep 5/" in (out / f"{m}.log").read_text() for m in kept if kept[m])
+    resume = console.strip().splitlines()[-1].strip()
+    assert shlex.split(resume) == ["python", "study.py", "--preset", "smoke", *args]  # the same command line
+    interrupted = json.loads((out / "study.json").read_text())["steps"]
+    assert [s["cmd"].split()[1] for s in interrupted] == ["train.py", "train.py"]  # both were training, nothing after
+
+    r = run_study(shlex.split(resume)[4:], gsm8k_dir)  # the printed command, as printed
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     steps = json.loads((out / "study.json").read_text())["steps"]
     cmds = [s["cmd"] for s in steps]
-    # the two students train side by side, then the four evaluations one at a time, then one compare
-    assert len(cmds) == 7 and all("train.py" in c for c in cmds[:2]) and "--compare" in cmds[-1]
-    assert {s["threads"] for s in steps[:2]} == {max(1, os.cpu_count() // 2)} and not any("threads" in s for s in steps[2:])
-    assert sum("evaluate.py" in c and "--compare" not in c for c in cmds[2:6]) == 4
+    # the two students go on (from last.pt where they had one), then the four evaluations one at a time, then one compare
+    assert len(cmds) == 9 and all("train.py" in c for c in cmds[:4]) and "--compare" in cmds[-1]
+    for mode, had in kept.items():
+        again = next(c for c in cmds[2:4] if f"--mode {mode} " in c)
+        assert again.endswith(" --resume") == had and again.endswith(" --overwrite") == (not had)
+        log = (out / f"{mode}.log").read_text()
+        assert ("resumed " in log) == had and "test exact match" in log  # each student's training output in its own file
+    assert {s["threads"] for s in steps[:4]} == {max(1, os.cpu_count() // 2)} and not any("threads" in s for s in steps[4:])
+    assert sum("evaluate.py" in c and "--compare" not in c for c in cmds[4:8]) == 4
     for mode in ("answer", "cot"):
-        assert "test exact match" in (out / f"{mode}.log").read_text()  # each student's training output in its own file
         assert (out / mode / "eval-test-limit8" / "eval.json").exists() and (out / mode / "eval-test-calc-limit8" / "eval.json").exists()
     assert r.stdout.count("exact match") >= 4  # evaluations print to the terminal
     report = (out / "report" / "report.md").read_text()
@@ -53,23 +84,23 @@ def test_study_two_jobs_then_resume(gsm8k_dir, tok_dir, tmp_path):
     test = data.load_gsm8k("test", gsm8k_dir)[:8]
     (teachers / "gsm8k-test-tiny.json").write_text(json.dumps(
         [{"question": p.question, "model_prediction": p.solution, "result": True} for p in test]))
-    r = run_study(study_args(out, tok_dir) + ["--teachers", str(teachers)], gsm8k_dir)
+    r = run_study(args + ["--teachers", str(teachers)], gsm8k_dir)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.count("trained already") == 2
     cmds = [s["cmd"] for s in json.loads((out / "study.json").read_text())["steps"]]
-    assert len(cmds) == 9 and "--recorded" in cmds[7] and cmds[8].endswith(f"--teacher {out / 'teachers' / 'tiny.jsonl'}")
+    assert len(cmds) == 11 and "--recorded" in cmds[9] and cmds[10].endswith(f"--teacher {out / 'teachers' / 'tiny.jsonl'}")
     report = (out / "report" / "report.md").read_text()
     assert "| teacher tiny (recorded, n=8) | 1.000 (0.676-1.000) |" in report and "## Side by side" in report
     # Other settings: the old runs are refused, not mixed into a new study.
-    r = run_study(study_args(out, tok_dir, epochs=2), gsm8k_dir)
-    assert r.returncode == 1 and "was trained with --epochs 1.0, not 2.0" in r.stderr and "another --out" in r.stderr
+    r = run_study(study_args(out, tokenizer_dir, epochs=2, train_args="--eval-interval 5"), gsm8k_dir)
+    assert r.returncode == 1 and "was trained with --epochs 3.0, not 2.0" in r.stderr and "another --out" in r.stderr
 
 
-def test_study_student_failing_while_another_trains(gsm8k_dir, tok_dir, tmp_path):
+def test_study_student_failing_while_another_trains(gsm8k_dir, tokenizer_dir, tmp_path):
     out = tmp_path / "s"
     (out / "cot").mkdir(parents=True)
     (out / "cot" / "last.pt").write_bytes(b"not a checkpoint")  # cot's resume fails at once
-    r = run_study(study_args(out, tok_dir), gsm8k_dir)
+    r = run_study(study_args(out, tokenizer_dir), gsm8k_dir)
     assert r.returncode == 1
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: step failed") and "--mode cot" in err[0] and "cot.log" in err[0]
