@@ -2,10 +2,10 @@
 The whole study in one command: train every student with the same size, budget and seed,
 evaluate each with and without the calculator, and write the comparison report.
 
-    python study.py --preset cpu --jobs 2            # 76 minutes on 2 CPU cores (measured)
+    python study.py --preset default --jobs 2            # 76 minutes on 2 CPU cores (measured)
     python study.py --preset gpu                     # one GPU
-    python study.py --preset cpu --traces traces/gpt-4o-train.jsonl --teacher traces/gpt-4o-eval-test.jsonl
-    python study.py --preset cpu --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
+    python study.py --preset default --traces traces/gpt-4o-train.jsonl --teacher traces/gpt-4o-eval-test.jsonl
+    python study.py --preset default --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
 
 Interrupted, it resumes: finished runs and evaluations are kept, a half-trained run goes on
 from its last.pt. Ctrl-C reaches the running train.py or evaluate.py too; the study waits for them
@@ -150,6 +150,13 @@ def how_to_go_on(run_dir):
     return ["--overwrite"] if run_dir.is_dir() and any(p.name != ".lock" for p in run_dir.iterdir()) else []
 
 
+def eval_preset(args):
+    """evaluate.py's --preset for this study: the smoke study scores the smoke preset's few test problems, not all 1319.
+    Example: eval_preset(parse_args(["--preset", "smoke"])) == ["--preset", "smoke"]
+    """
+    return ["--preset", TRAIN_PRESET[args.preset]]
+
+
 def student_steps(args, py, run_dir, mode, limit):
     """What one student still needs: its train.py command (or None when trained already) and
     the evaluations whose eval.json is missing; plus the eval folders the report reads."""
@@ -170,9 +177,9 @@ def student_steps(args, py, run_dir, mode, limit):
         folder = run_dir / eval_dir_name("test", None, calc, limit)
         folders.append(str(folder))
         if not (folder / "eval.json").exists():
-            evals.append([py, "evaluate.py", str(run_dir)] + ["--calculator"] * calc + shlex.split(args.eval_args))
+            evals.append([py, "evaluate.py", str(run_dir)] + ["--calculator"] * calc + eval_preset(args) + shlex.split(args.eval_args))
     if args.eval_file and not (run_dir / eval_dir_name("test", args.eval_file, False, limit) / "eval.json").exists():
-        evals.append([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + shlex.split(args.eval_args))
+        evals.append([py, "evaluate.py", str(run_dir), "--eval-file", args.eval_file] + eval_preset(args) + shlex.split(args.eval_args))
     return train, evals, folders
 
 
@@ -304,9 +311,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     steps = StepLog(out / "study.json", {"preset": args.preset, "trace_source": args.traces or "GSM8K reference solutions"})
     # the folders evaluate.py writes, named by the settings that change the numbers
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--limit", type=arg_number(int, at_least=0), default=0)
-    limit = extra.parse_known_args(shlex.split(args.eval_args))[0].limit
+    limit = parse_eval_args(["RUN", *eval_preset(args), *shlex.split(args.eval_args)]).limit
     plans = {mode: student_steps(args, sys.executable, out / mode, mode, limit) for mode in args.modes}
     recorded, recorded_files = teacher_steps(sys.executable, Path(args.teachers), out / "teachers") if args.teachers else ([], [])
     to_train = [mode for mode in args.modes if plans[mode][0]]
