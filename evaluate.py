@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import data
+import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
 from traces import exact_match
@@ -42,7 +43,7 @@ CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "n
 
 def step_values(trace):
     """The values a trace writes down as results of its equations, in order (normalized)."""
-    return [data.normalize_number(s.claimed) for s in data.check_trace(trace)["steps"]]
+    return [data.normalize_number(s.claimed) for s in traces.check_trace(trace)["steps"]]
 
 
 def arithmetic_errors(outputs):
@@ -51,7 +52,7 @@ def arithmetic_errors(outputs):
     and problems with at least one false equation over all problems.
     Example: arithmetic_errors(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
     """
-    checks = [data.check_trace(o) for o in outputs]
+    checks = [traces.check_trace(o) for o in outputs]
     eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
     bad = sum(c["n_wrong"] > 0 for c in checks)
     return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
@@ -81,7 +82,7 @@ def grounding(question, output):
     """
     known = {data.normalize_number(x) for x in data.NUMBER.findall(question)}
     operands = grounded = 0
-    for s in data.check_trace(output)["steps"]:
+    for s in traces.check_trace(output)["steps"]:
         for x in data.NUMBER.findall(s.expression):
             operands += 1
             grounded += data.normalize_number(x) in known
@@ -96,7 +97,7 @@ def classify_failure(output, gold, cut_off):
     vacuously so for answer-only outputs, yet the answer is wrong).
     Example: classify_failure("5 * 4 = 21\\n#### 21", "20", cut_off=False) == "arithmetic_slip"
     """
-    c = data.check_trace(output)
+    c = traces.check_trace(output)
     if exact_match(output, gold):
         return "correct"
     if cut_off:
@@ -113,7 +114,7 @@ def error_propagation(trace):
     operand in a later step's expression. answer_from_wrong: the final answer is a false result.
     Example: error_propagation("5 * 4 = 21\\n21 - 3 = 18\\n#### 18")["wrong_reused"] == 1
     """
-    c = data.check_trace(trace)
+    c = traces.check_trace(trace)
     steps = c["steps"]
     wrong = [i for i, s in enumerate(steps) if not s.ok]
     operands = [{data.normalize_number(x) for x in data.NUMBER.findall(s.expression)} for s in steps]
@@ -260,7 +261,7 @@ def load_problems(split, eval_file=None, data_dir=None):
     Example: load_problems("test")[0][2] == "18"
     """
     if not eval_file:
-        return [(p.id, p.question, p.answer, data.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
+        return [(p.id, p.question, p.answer, traces.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
     if not Path(eval_file).exists():
         raise FileNotFoundError(f"eval file {eval_file} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
     out = []
@@ -269,7 +270,7 @@ def load_problems(split, eval_file=None, data_dir=None):
         gold = data.extract_answer(answer)
         if gold is None or not isinstance(row.get("question"), str):
             raise ValueError(f"{eval_file}:{i}: needs a string 'question' and an 'answer' holding a number")
-        ref = data.reference_to_trace(answer) if "####" in answer else None
+        ref = traces.reference_to_trace(answer) if "####" in answer else None
         out.append((str(row.get("id", f"{Path(eval_file).stem}-{i - 1:05d}")), row["question"], gold, ref))
     return out
 
@@ -346,13 +347,13 @@ def decode_all(model, sources, max_new, batch_size, calculator, label=None, pref
 
 def decode_and_score(model, tok, questions, golds, mode, task, reasoning_tokens, batch_size, calculator=None, label=None):
     """
-    Greedy-decode each question as a task asks (its prefix forced, its budget: data.decode_budget)
+    Greedy-decode each question as a task asks (its prefix forced, its budget: traces.decode_budget)
     and score each output by exact match: the one decode-and-score path of train.py (validation,
     test) and evaluate.py. Returns (token ids, texts, correct, seconds), in the order of questions.
     Example: ids, texts, correct, seconds = decode_and_score(model, tok, questions, golds, "cot", None, 512, 64)
     """
-    prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
-    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    prefix = tok.encode(traces.task_prefix(task))  # forced: a mixed model does the task it is asked
+    max_new = traces.decode_budget(mode, task, reasoning_tokens)
     ids, seconds = decode_all(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator, label, prefix)
     texts = [tok.decode(o) for o in ids]
     return ids, texts, [exact_match(t, g) for t, g in zip(texts, golds)], seconds
@@ -407,10 +408,10 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
-    for task in data.ways_to_ask(mode):
+    for task in traces.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
-              f"up to {data.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
+              f"up to {traces.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
         m, task_rows = score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens,
                                   batch_size or cfg.get("eval_batch", 64), latency_samples)
         results.append(m)
@@ -439,14 +440,14 @@ def score_task(model, tok, problems, mode, task, label, calculator, reasoning_to
     Example: m, rows = score_task(model, tok, load_problems("test")[:50], "cot", None, "cot", False, 512, 64, 20)
     """
     device = next(model.parameters()).device
-    prefix = tok.encode(data.task_prefix(task))
-    max_new = data.decode_budget(mode, task, reasoning_tokens)
-    calc = data.Calculator(tok) if calculator else None
+    prefix = tok.encode(traces.task_prefix(task))
+    max_new = traces.decode_budget(mode, task, reasoning_tokens)
+    calc = traces.Calculator(tok) if calculator else None
     ids, texts, correct, seconds = decode_and_score(model, tok, [q for _, q, _, _ in problems], [gold for _, _, gold, _ in problems],
                                                    mode, task, reasoning_tokens, batch_size, calc, label)
     rows = []
     for (pid, q, gold, ref), o, text, ok in zip(problems, ids, texts, correct):
-        cut, c = len(o) >= max_new, data.check_trace(text)  # cut: no eos within the budget
+        cut, c = len(o) >= max_new, traces.check_trace(text)  # cut: no eos within the budget
         rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
                      "correct": ok, "category": classify_failure(text, gold, cut),
                      "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
@@ -454,7 +455,7 @@ def score_task(model, tok, problems, mode, task, label, calculator, reasoning_to
                      "step_match": step_precision_recall(text, ref) if ref else None,
                      "grounding": grounding(q, text)})
     sources = [tok.encode(q) for _, q, _, _ in problems[:latency_samples]]
-    lat = batch1_latency(model, sources, max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
+    lat = batch1_latency(model, sources, max_new, device, traces.Calculator(tok) if calculator else None, prefix) if latency_samples else []
     m = summarize(rows)
     m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
               "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
@@ -547,7 +548,7 @@ def mark_first_slip(output, teacher_output):
     """
     lines = output.split("\n")
     teacher_values = set(step_values(teacher_output)) | {data.extract_answer(teacher_output)}
-    for step in data.check_trace(output)["steps"]:
+    for step in traces.check_trace(output)["steps"]:
         if not step.ok:
             lines[step.line] += f"   <-- first false step: {step.expression} is {step.value}"
         elif data.normalize_number(step.claimed) not in teacher_values:
@@ -605,7 +606,7 @@ def load_teachers(paths, tok=None):
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
                          "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
                          "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_errors(outputs),
-                         "steps": sum(data.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
+                         "steps": sum(traces.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
     return teachers
 
@@ -619,7 +620,7 @@ def teacher_section(teachers, entries, references):
     """
     lines = ["## Teachers", "", "Each teacher's outputs are scored by this project as a live teacher's replies are: "
              "normalized by `teacher.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
-             "the last number) and every equation checked by `data.check_trace`. The publishers' score is their own "
+             "the last number) and every equation checked by `traces.check_trace`. The publishers' score is their own "
              "verdict on the same replies, where the file holds one.", "",
              "Grounded: the share of equation operands that are numbers of the question or earlier results.", "",
              "| teacher | source | exact match, ours | publishers' score | difference (points) | empty replies | grounded operands |",

@@ -3,7 +3,7 @@ The teacher: chain-of-thought traces for GSM8K from a large LLM behind an OpenAI
 chat completions endpoint (OpenAI, vLLM, llama.cpp's server, Ollama, most hosted models),
 spoken to with `requests` alone.
 
-Every reply is normalized into the project's trace format (see data.py) and checked before
+Every reply is normalized into the project's trace format (see traces.py) and checked before
 it is kept: it parses, its final answer is the GSM8K label, every equation in it holds, and
 it was not cut off. Output is append-only JSONL flushed line by line, so a killed run loses
 nothing and rerunning the same command resumes where it stopped.
@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import ANNOTATION, check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, trace_verdict, write_atomic
+from data import extract_answer, iter_body, load_gsm8k, normalize_number, write_atomic
+from traces import ANNOTATION, check_trace, reference_to_trace, trace_verdict
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later

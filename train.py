@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 import data
+from traces import Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace, task_prefix, trace_verdict, ways_to_ask
 from traces import variants as verified_variants
 from evaluate import decode_and_score
 from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
@@ -150,7 +151,7 @@ def resolve_config(argv=None):
     """
     # no abbreviated flags: resume_command must recognise --overwrite and --stop-after-steps as written
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": data.TRACE_FORMATS}
+    choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": TRACE_FORMATS}
     for f in fields(TrainConfig):
         flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")  # argparse formats help
         if f.type is bool or f.type == "bool":
@@ -221,7 +222,7 @@ def calculator_positions(tok, text, ids):
     offset = 0
     for line in text.split("\n"):
         for m in re.finditer("=", line):  # the checker's own reading of an equation
-            rhs, lhs = data.EQ_RHS.match(line, m.end()), data.arithmetic_before(line[:m.start()])
+            rhs, lhs = EQ_RHS.match(line, m.end()), arithmetic_before(line[:m.start()])
             if rhs is None or lhs is None or lhs[1] is None:
                 continue
             before = tok.encode(text[:offset + m.start() + 1])
@@ -257,17 +258,17 @@ def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results
             elif mode == "filler":
                 out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * filler_tokens + answer_ids)))
             elif mode == "mixed":
-                out.append(("cot", reasoning(p, trace, data.task_prefix("cot"))))
+                out.append(("cot", reasoning(p, trace, task_prefix("cot"))))
         if mode == "answer":
             out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
         elif mode == "mixed" and p.id in traces:
-            out.append(("answer", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("answer")) + answer_ids)))
+            out.append(("answer", data.Example(p.id, tok.encode(p.question), tok.encode(task_prefix("answer")) + answer_ids)))
     return out
 
 
 def keep_sound_traces(traces, problems, path, log):
     """
-    The traces of problems that pass the teacher's own checks (data.trace_verdict: '#### <the
+    The traces of problems that pass the teacher's own checks (trace_verdict: '#### <the
     GSM8K label>' last, every equation true, at least one), as read_traces gives them. The
     rejected are counted by reason and printed; a file where most are rejected, or none is left,
     stops the run: it is not traces of these problems, and training on it would teach falsehoods.
@@ -278,7 +279,7 @@ def keep_sound_traces(traces, problems, path, log):
     for pid, ts in traces.items():
         for trace in ts if pid in gold else []:  # traces of other problems are not used: nothing to check
             checked += 1
-            reason = data.trace_verdict(trace, gold[pid])
+            reason = trace_verdict(trace, gold[pid])
             if reason:
                 rejected[reason] += 1
             else:
@@ -445,11 +446,11 @@ def choose_traces(cfg, train, val, traces, log):
         if missing:
             log(f"warning: {cfg.traces} has no trace for {missing} of {len(train)} train problems; training on the other {len(train) - missing}")
     else:
-        traces = {p.id: [data.reference_to_trace(p.solution)] for p in train}
+        traces = {p.id: [reference_to_trace(p.solution)] for p in train}
         source = "GSM8K reference solutions"
-    ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
+    ref = {p.id: [reference_to_trace(p.solution)] for p in val}
     if cfg.trace_format == "equations":
-        traces, ref = ({k: [data.equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
+        traces, ref = ({k: [equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
     return traces, ref, source
 
 
@@ -698,10 +699,10 @@ def validate(run):
             for b in data.token_batches(ex, cfg.batch_tokens, shuffle=False):
                 src, tgt_in, targets = (t.to(run.par.device) for t in data.collate([ex[i] for i in b]))
                 losses.append(model(src, tgt_in, targets)[1].item())
-    calc = data.Calculator(run.tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
+    calc = Calculator(run.tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
     problems = run.val[: cfg.eval_problems]
     _, texts, correct, _ = decode_and_score(model, run.tok, [p.question for p in problems], [p.answer for p in problems],
-                                            cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc,
+                                            cfg.mode, ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc,
                                             label="validation decoding")
     model.train()
     return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
@@ -915,9 +916,9 @@ def finish(run, state, source):
                "train_examples": {task: len(ex) for task, ex in run.examples.items()},
                "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
                "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
-    for task in data.ways_to_ask(cfg.mode):
+    for task in ways_to_ask(cfg.mode):
         _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
-                                            cfg.max_new_tokens, cfg.eval_batch, data.Calculator(tok) if cfg.mask_results else None,
+                                            cfg.max_new_tokens, cfg.eval_batch, Calculator(tok) if cfg.mask_results else None,
                                             label="test decoding" + (f" ({task})" if task else ""))
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"

@@ -11,6 +11,7 @@ import pytest
 
 import charts
 import data
+import traces
 import evaluate as ev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +101,7 @@ def test_wilson_interval_known_value():
 
 
 def row(output, gold, cut=False, ref=None, n_tokens=10):
-    c = data.check_trace(output)
+    c = traces.check_trace(output)
     return {"id": f"p{abs(hash(output)) % 10 ** 6}", "task": None, "output": output, "gold": gold, "pred": c["answer"],
             "correct": c["answer"] == gold, "category": ev.classify_failure(output, gold, cut), "cut_off": cut,
             "n_tokens": n_tokens, "step_match": ev.step_precision_recall(output, ref) if ref else None}
@@ -290,7 +291,7 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
     test = data.load_gsm8k("test", gsm8k_dir)[:8]
     teacher = tmp_path / "teacher.jsonl"  # right on even problems, a slip on odd ones
     trows = [{"id": p.id, "question": p.question, "gold": p.answer,
-              "output": data.reference_to_trace(p.solution) if i % 2 == 0 else "2 + 2 = 5\n#### 5", "pred": None,
+              "output": traces.reference_to_trace(p.solution) if i % 2 == 0 else "2 + 2 = 5\n#### 5", "pred": None,
               "correct": i % 2 == 0, "prompt_tokens": 100, "completion_tokens": 40, "latency_s": 1.0 + i, "finish_reason": "stop"}
              for i, p in enumerate(test)]
     teacher.write_text("".join(json.dumps(r) + "\n" for r in trows))
