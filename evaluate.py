@@ -31,7 +31,7 @@ import data
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
-from traces import exact_match
+from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
 CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "no_answer": "no or malformed answer",
@@ -39,38 +39,6 @@ CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "n
 
 # -----------------------------------------------------------------------------
 # Metrics: pure functions of strings and lists, so each can be checked on hand-made cases
-
-
-def step_values(trace):
-    """The values a trace writes down as results of its equations, in order (normalized)."""
-    return [data.normalize_number(s.claimed) for s in traces.check_trace(trace)["steps"]]
-
-
-def arithmetic_errors(outputs):
-    """
-    How much of the written arithmetic is false: equations that do not hold over all equations,
-    and problems with at least one false equation over all problems.
-    Example: arithmetic_errors(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
-    """
-    checks = [traces.check_trace(o) for o in outputs]
-    eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
-    bad = sum(c["n_wrong"] > 0 for c in checks)
-    return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
-            "problems": len(checks), "problems_with_wrong": bad, "problem_error_rate": bad / len(checks) if checks else None}
-
-
-def step_precision_recall(output_trace, reference_trace):
-    """
-    Intermediate values the output writes (right of each '=') against those of the reference,
-    as multisets: precision = matched / output values, recall = matched / reference values
-    (None when there is nothing to divide by). What was written counts, not what the left side
-    really equals: a student that writes 5 * 4 = 21 and carries 21 on has computed 21.
-    Example: step_precision_recall("5 * 4 = 20\\n20 + 1 = 22", "5 * 4 = 20\\n20 + 1 = 21")["precision"] == 0.5
-    """
-    out, ref = Counter(step_values(output_trace)), Counter(step_values(reference_trace))
-    m, n_out, n_ref = sum((out & ref).values()), sum(out.values()), sum(ref.values())
-    return {"matched": m, "n_output": n_out, "n_reference": n_ref,
-            "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
 
 
 def grounding(question, output):
@@ -189,7 +157,7 @@ def summarize(rows):
     ground = [r.get("grounding") or grounding(r.get("question") or "", r["output"]) for r in rows]  # older predictions lack it
     operands = sum(g["operands"] for g in ground)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
-            **arithmetic_errors(outputs),
+            **arithmetic_error_rate(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
             "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
             # micro-averaged over all values, so a problem with many steps weighs more
@@ -452,7 +420,7 @@ def score_task(model, tok, problems, mode, task, label, calculator, reasoning_to
                      "correct": ok, "category": classify_failure(text, gold, cut),
                      "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
                      "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
-                     "step_match": step_precision_recall(text, ref) if ref else None,
+                     "step_match": step_correctness(text, ref) if ref else None,
                      "grounding": grounding(q, text)})
     sources = [tok.encode(q) for _, q, _, _ in problems[:latency_samples]]
     lat = batch1_latency(model, sources, max_new, device, traces.Calculator(tok) if calculator else None, prefix) if latency_samples else []
@@ -565,7 +533,7 @@ def step_match_against(preds, other):
     micro-averaged over the problems both answered (None where there is nothing to divide by).
     Example: step_match_against(student["preds"], teacher["preds"])["recall"]
     """
-    s = [step_precision_recall(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
+    s = [step_correctness(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
     matched, n_out, n_ref = (sum(x[k] for x in s) for k in ("matched", "n_output", "n_reference"))
     return {"precision": matched / n_out if n_out else None, "recall": matched / n_ref if n_ref else None}
 
@@ -605,7 +573,7 @@ def load_teachers(paths, tok=None):
         operands = sum(g["operands"] for g in ground)
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
                          "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
-                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_errors(outputs),
+                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
                          "steps": sum(traces.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
     return teachers
@@ -619,7 +587,7 @@ def teacher_section(teachers, entries, references):
     Example: lines = teacher_section(load_teachers(["t.jsonl"]), entries, {})
     """
     lines = ["## Teachers", "", "Each teacher's outputs are scored by this project as a live teacher's replies are: "
-             "normalized by `teacher.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
+             "normalized by `traces.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
              "the last number) and every equation checked by `traces.check_trace`. The publishers' score is their own "
              "verdict on the same replies, where the file holds one.", "",
              "Grounded: the share of equation operands that are numbers of the question or earlier results.", "",

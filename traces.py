@@ -4,10 +4,11 @@ Everything about a reasoning trace, in the order a reader needs it:
     safe arithmetic      safe_eval: + - * / ( ) % over exact fractions; text is never executed
     the trace format     reference_to_trace, equations_only: one step per line, '#### <answer>' last
     the checker          find_equations, check_trace, trace_verdict: does every equation hold?
+    a teacher's reply    normalize_reply, validate_trace: an LLM's text into the trace format, kept or why not
     the calculator       Calculator: decoding writes the result after 'a * b ='
     tasks                task_prefix, ways_to_ask, decode_budget: what a model is asked, how long it may answer
     re-instantiation     Program, variants: new numbers for a checked trace (below)
-    scoring              exact_match
+    scoring              exact_match, arithmetic_error_rate, step_correctness: a student's output, graded
 
 Re-instantiation: every checked trace is a program over its question's numbers.
 
@@ -55,6 +56,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -389,7 +391,7 @@ def check_trace(trace):
 
 def trace_verdict(trace, gold, min_equations=1):
     """
-    Why a trace must not be trained on, or None if it may: the teacher's checks (teacher.judge)
+    Why a trace must not be trained on, or None if it may: the teacher's checks (validate_trace)
     for a trace already normalized. unparsed: no '#### <number>' last line; wrong_answer: not
     the GSM8K label; false_equation: an equation does not hold; no_equation: fewer than
     min_equations checkable equations (arithmetic in prose can be neither checked nor learned).
@@ -405,6 +407,92 @@ def trace_verdict(trace, gold, min_equations=1):
     if c["n_steps"] < min_equations:
         return "no_equation"
     return None
+
+
+# -----------------------------------------------------------------------------
+# A teacher's reply: normalized into the trace format, then validated
+
+ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?|-?\.\d+)",
+                           re.IGNORECASE)
+
+
+def tidy_note(m):
+    """
+    One <<expr=result>> calculator note (and the number written after it) made ready for
+    reference_to_trace, for notes that models sampled with a calculator wrote: a result printed
+    as a float's full repr is rounded to 6 decimals (17.142857142857142 claims 15 exact decimals,
+    and the checker holds a claim to the decimals it shows), and another number written after
+    the note is kept apart from its result (else '<<9300/125=74.4>>74' becomes '= 74.474').
+    Example: tidy_note(re.match(r"<<(.*)=(.*)>>(\\d+)?", "<<120/7=17.142857142857142>>17")) == "<<120/7=17.142857>> 17"
+    """
+    expr, result, shown = m.group(1), m.group(2), m.group(3)
+    same = shown is not None and normalize_number(shown) == normalize_number(result)
+    if re.fullmatch(r"\s*-?\d+\.\d{10,}\s*", result):
+        result = f"{float(result):.6f}".rstrip("0").rstrip(".")
+    return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
+
+
+def normalize_reply(text):
+    """
+    A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
+    LaTeX dropped, x × ÷ − written * / -, one step per line without stray whitespace, and a closing
+    "The answer is N" (or \\boxed{N}) turned into '#### N' when it is the only answer the reply
+    states. Whatever follows the '#### N' line is dropped.
+    Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
+    """
+    t = text.replace("\r\n", "\n")
+    if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
+        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
+        t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
+    # \frac{a}{b} -> (a / b), whole, so '27 \div \frac{3}{4}' stays 27 / (3 / 4); inner fractions first
+    frac = r"\\frac\{([^{}]*)\}\{([^{}]*)\}"
+    while re.search(frac, t):
+        t = re.sub(frac, lambda m: "(" + " / ".join(x.strip() if re.fullmatch(r"[\d.,]+|\(.*\)", x.strip()) else f"({x.strip()})"
+                                                     for x in m.groups()) + ")", t)
+    t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
+    for a, b in [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"), ("$$", ""),
+                 ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("×", "*"), ("÷", "/"), ("⋅", "*"),
+                 ("−", "-"), ("\u00a0", " "), ("**", ""), ("__", ""), ("`", "")]:
+        t = t.replace(a, b)
+    # the checker only sees * as multiplication: "3 x 4 = 12" would escape it, false or not
+    t = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])", " * ", t)
+    boxed = [normalize_number(b) for b in re.findall(r"\\boxed\{([^{}]*)\}", t)]  # how math-tuned models answer
+    t = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", t)
+    # "... 72 clips. #### 72" -> its own line; a '####' before words is a markdown heading, not an answer
+    t = re.sub(r"[ \t]*####[ \t]*(?=-?\$?\s*\.?\d)", "\n#### ", t)
+    lines = []
+    for line in t.split("\n"):
+        line = re.sub(r"^\s*(?:####(?!\s*-?\$?\s*\.?\d)|#{1,3}(?!#)|#{5,6}|>|[-*+](?=\s)|\d+[.)](?=\s))", "",
+                      line)  # headings, quotes, lists
+        line = re.sub(r"\s+", " ", line).strip()
+        if line:
+            lines.append(line)
+    final = next((i for i, line in enumerate(lines) if line.startswith("####")), None)
+    if final is not None:
+        answer = extract_answer(lines[final])
+        return "\n".join(lines[:final] + [f"#### {answer}" if answer is not None else lines[final]])
+    # no '####': take a closing "The answer is N" (or \boxed{N}) only if every stated answer agrees
+    stated = {normalize_number(m.group(1)) for m in ANSWER_PHRASE.finditer("\n".join(lines))} | set(boxed)
+    m = ANSWER_PHRASE.search(lines[-1]) if lines else None
+    if (m or boxed) and len(stated) == 1 and None not in stated:
+        answer = stated.pop()
+        rest = lines[-1][:m.start()] + lines[-1][m.end():] if m else lines[-1]
+        if not re.search(r"\d", rest) or normalize_number(lines[-1]) == answer:  # the line said nothing else
+            lines = lines[:-1]
+        return "\n".join(lines + [f"#### {answer}"])
+    return "\n".join(lines)
+
+
+def validate_trace(text, finish_reason, gold, min_equations=1):
+    """
+    Normalize a reply and decide whether to keep it: (trace, None) if accepted, else
+    (trace, reason) with reason one of truncated, unparsed, wrong_answer, false_equation, no_equation.
+    Example: validate_trace("2 + 2 = 5\\n#### 5", "stop", "5") == ("2 + 2 = 5\\n#### 5", "false_equation")
+    """
+    trace = normalize_reply(text)
+    if finish_reason == "length":  # a cut-off reply may still end in a number: never trust it
+        return trace, "truncated"
+    return trace, trace_verdict(trace, gold, min_equations)  # the checks train.py --traces applies too
 
 
 # -----------------------------------------------------------------------------
@@ -472,6 +560,54 @@ def decode_budget(mode, task, reasoning_tokens):
     Example: decode_budget("answer", None, 512) == ANSWER_TOKENS
     """
     return ANSWER_TOKENS if "answer" in (mode, task) else reasoning_tokens
+
+
+# -----------------------------------------------------------------------------
+# Scoring a student's output
+
+
+def step_values(trace):
+    """The values a trace writes down as results of its equations, in order (normalized)."""
+    return [normalize_number(s.claimed) for s in check_trace(trace)["steps"]]
+
+
+def arithmetic_error_rate(outputs):
+    """
+    How much of the written arithmetic is false: equations that do not hold over all equations,
+    and problems with at least one false equation over all problems.
+    Example: arithmetic_error_rate(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
+    """
+    checks = [check_trace(o) for o in outputs]
+    eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
+    bad = sum(c["n_wrong"] > 0 for c in checks)
+    return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
+            "problems": len(checks), "problems_with_wrong": bad, "problem_error_rate": bad / len(checks) if checks else None}
+
+
+def step_correctness(output_trace, reference_trace):
+    """
+    Intermediate values the output writes (right of each '=') against those of the reference,
+    as multisets: precision = matched / output values, recall = matched / reference values
+    (None when there is nothing to divide by). What was written counts, not what the left side
+    really equals: a student that writes 5 * 4 = 21 and carries 21 on has computed 21.
+    Example: step_correctness("5 * 4 = 20\\n20 + 1 = 22", "5 * 4 = 20\\n20 + 1 = 21")["precision"] == 0.5
+    """
+    out, ref = Counter(step_values(output_trace)), Counter(step_values(reference_trace))
+    m, n_out, n_ref = sum((out & ref).values()), sum(out.values()), sum(ref.values())
+    return {"matched": m, "n_output": n_out, "n_reference": n_ref,
+            "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
+
+
+def exact_match(output, gold):
+    """
+    Whether a student's output gets the problem right: the number after its last '####' is the
+    gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
+    Strict: an output without '####' is never right, whatever its last number. (With
+    extract_answer's fallback to the last number, such an output was right on the problems where
+    that number happened to be the answer and malformed on all the others.)
+    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
+    """
+    return "####" in output and extract_answer(output) == gold
 
 
 # -----------------------------------------------------------------------------
@@ -772,22 +908,6 @@ def variants(question, trace, k, rng):
             if len(out) == k:
                 break
     return out
-
-
-# -----------------------------------------------------------------------------
-# Scoring a student's output
-
-
-def exact_match(output, gold):
-    """
-    Whether a student's output gets the problem right: the number after its last '####' is the
-    gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
-    Strict: an output without '####' is never right, whatever its last number. (With
-    extract_answer's fallback to the last number, such an output was right on the problems where
-    that number happened to be the answer and malformed on all the others.)
-    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
-    """
-    return "####" in output and extract_answer(output) == gold
 
 
 # -----------------------------------------------------------------------------

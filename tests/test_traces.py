@@ -332,8 +332,7 @@ def test_unreadable_expressions_never_hold(line):
 
 
 def teacher_judge(trace):
-    import teacher
-    return teacher.judge(trace, "stop", "5")[1]
+    return traces.validate_trace(trace, "stop", "5")[1]
 
 
 @pytest.mark.parametrize("line, expression, value", [
@@ -360,3 +359,56 @@ def test_calculator_does_not_compute_what_it_cannot_read(tokenizer):
     for text in ("1e308 * 10 =", "2^3 + 1 =", "x + 3 ="):
         assert calc(tokenizer.encode(text)) == []
     assert calc.fired == 0
+
+
+# ----------------------------------------------------------------------------- a teacher's reply
+
+@pytest.mark.parametrize("reply,trace", [
+    ("**1.** 3 × 4 = 12\n\nThe answer is 12.", "3 * 4 = 12\n#### 12"),
+    ("## Solution\n- 3 x 4 = 12 apples. #### 12 apples\nHope this helps!", "Solution\n3 * 4 = 12 apples.\n#### 12"),
+    ("\\[ 48 \\div 2 = 24 \\]\nSo 48 + 24 = \\boxed{72}", "48 / 2 = 24\nSo 48 + 24 = 72\n#### 72"),
+    ("Answer: $1,200.00", "#### 1200"),
+    ("3 * 4 = 12, so the answer is 12", "3 * 4 = 12, so the answer is 12\n#### 12"),
+    ("The answer is 5.\nNo wait, the answer is 6.", "The answer is 5.\nNo wait, the answer is 6."),  # ambiguous: left alone
+    ("  12 −  5 = 7  \r\n\r\n####   $7", "12 - 5 = 7\n#### 7"),
+    ("#### Step 1\nShe has 16-3 = <<16-3=13>>13 eggs.\n\\(\\boxed{13}\\)", "Step 1\nShe has 16 - 3 = 13 eggs.\n#### 13"),
+    ("So 48 + 24 = $<<48+24=72>>72 in all.", "So 48 + 24 = 72 in all."),  # GSM8K's notes, without a '####'
+    ("27 \\div \\frac{3}{4} = 36 and \\frac{\\frac{1}{2}}{4 - 2} = \\boxed{0.25}",       # a fraction stays whole
+     "27 / (3 / 4) = 36 and ((1 / 2) / (4 - 2)) = 0.25\n#### 0.25"),
+    ("It takes 8770 / 15 = <<8770/15=584.6666666666666>>584 boxes.",       # a sampled model's own number
+     "It takes 8770 / 15 = 584.666667 584 boxes."),  # after the note: kept apart; a float's repr rounded
+])
+def test_normalize_reply(reply, trace):
+    assert traces.normalize_reply(reply) == trace
+
+
+def test_validate_trace_reasons():
+    assert traces.validate_trace("3 x 4 = 13\nThe answer is 13", "stop", "13")[1] == "false_equation"  # 'x' is seen
+    assert traces.validate_trace("3 * 4 = 12\n#### 12", "length", "12")[1] == "truncated"
+    assert traces.validate_trace("3 * 4 = 12", "stop", "12")[1] == "unparsed"
+    assert traces.validate_trace("It is twelve.\n#### 12", "stop", "12")[1] == "no_equation"
+    assert traces.validate_trace("It is twelve.\n#### 12", "stop", "12", min_equations=0)[1] is None
+
+
+# ----------------------------------------------------------------------------- grading a student's output
+
+def test_arithmetic_error_rate():
+    outs = ["3 * 4 = 12 apples\n12 - 2 = 11\n#### 11", "2 + 2 = 4\n#### 4", "#### 7"]
+    assert traces.arithmetic_error_rate(outs) == {"equations": 3, "wrong_equations": 1, "equation_error_rate": 1 / 3,
+                                                  "problems": 3, "problems_with_wrong": 1, "problem_error_rate": 1 / 3}
+    none = traces.arithmetic_error_rate(["#### 7"])
+    assert none["equations"] == 0 and none["equation_error_rate"] is None and none["problem_error_rate"] == 0
+    assert traces.arithmetic_error_rate([])["problem_error_rate"] is None
+
+
+def test_step_correctness():
+    ref = "5 * 4 = 20 pens\n20 + 1 = 21\n#### 21"
+    assert traces.step_correctness("5 * 4 = 20\n20 + 1 = 22\n#### 22", ref) == \
+        {"matched": 1, "n_output": 2, "n_reference": 2, "precision": 0.5, "recall": 0.5}
+    # multisets: 4 written twice matches the reference's single 4 once; the written value
+    # counts, normalized ("$1,200.00" is 1200), not what the left side equals
+    r = traces.step_correctness("2 + 2 = 4\n1 + 3 = 4\n600 * 2 = $1,200.00\n#### 1200", "2 + 2 = 4\n4 * 300 = 1200\n4 * 2 = 8\n#### 8")
+    assert (r["matched"], r["n_output"], r["n_reference"]) == (2, 3, 3)
+    assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
+    assert traces.step_correctness("3 * 3 = 10\n#### 10", "3 * 3 = 9\n#### 9")["precision"] == 0.0
+    assert traces.step_correctness("#### 4", ref) == {"matched": 0, "n_output": 0, "n_reference": 2, "precision": None, "recall": 0.0}
