@@ -7,6 +7,7 @@ Everything about a reasoning trace, in the order a reader needs it:
     a teacher's reply    normalize_reply, validate_trace: an LLM's text into the trace format, kept or why not
     the calculator       Calculator: decoding writes the result after 'a * b ='
     tasks                task_prefix, ways_to_ask, decode_budget: what a model is asked, how long it may answer
+    training targets     answer_target, cot_target, filler_target, shuffled_target, mixed_targets: what it learns to write
     re-instantiation     Program, variants: new numbers for a checked trace (below)
     scoring              exact_match, arithmetic_error_rate, step_correctness: a student's output, graded
 
@@ -560,6 +561,81 @@ def decode_budget(mode, task, reasoning_tokens):
     Example: decode_budget("answer", None, 512) == ANSWER_TOKENS
     """
     return ANSWER_TOKENS if "answer" in (mode, task) else reasoning_tokens
+
+
+# -----------------------------------------------------------------------------
+# Training targets: what the student learns to write, one function per mode (train.py --mode)
+#
+# A target is a list of text pieces that train.make_examples tokenizes one by one and joins, so
+# that a task prefix keeps its own tokens whatever follows it. Its last piece is the reasoning or
+# the answer: the part whose calculator results a calculator-aware loss skips.
+
+FILLER = "."  # the filler ablation's token; train.py writes it as the single '.' piece ('.' alone encodes as '▁' '.')
+
+
+def answer_target(answer, task=None):
+    """
+    The answer alone, '#### <answer>', behind the task prefix when the model is asked by task.
+    Example: answer_target("18") == ["#### 18"]; answer_target("18", "answer") == ["[answer]", "#### 18"]
+    """
+    return [task_prefix(task)] * (task is not None) + [f"#### {answer}"]
+
+
+def cot_target(trace, task=None):
+    """
+    The reasoning trace, then its answer line (the trace ends with it), behind the task prefix when asked by task.
+    Example: cot_target("3 * 6 = 18\n#### 18", "cot") == ["[cot]", "3 * 6 = 18\n#### 18"]
+    """
+    return [task_prefix(task)] * (task is not None) + [trace]
+
+
+def shuffled_target(trace, seed):
+    """
+    The same steps in a random order, the answer line kept last: the tokens without the structure.
+    Example: shuffled_target("1 + 1 = 2\n2 * 3 = 6\n#### 6", "1337-train-00001-0")
+    """
+    *steps, last = trace.split("\n")
+    random.Random(seed).shuffle(steps)
+    return ["\n".join(steps + [last])]
+
+
+def filler_target(answer, n):
+    """
+    n filler tokens, then '#### <answer>': about as much decoding as a trace, with nothing computed in it.
+    Example: filler_target("18", 3) == [".", ".", ".", "#### 18"]
+    """
+    return [FILLER] * n + answer_target(answer)
+
+
+def mixed_targets(answer, traces):
+    """
+    The mixed task: every trace behind '[cot]', and the answer alone behind '[answer]', so that one model
+    learns both and is asked either way (ways_to_ask).
+    Example: mixed_targets("6", ["2 * 3 = 6\n#### 6"]) == [("cot", ["[cot]", "2 * 3 = 6\n#### 6"]), ("answer", ["[answer]", "#### 6"])]
+    """
+    return [("cot", cot_target(t, "cot")) for t in traces] + [("answer", answer_target(answer, "answer"))]
+
+
+def training_targets(mode, answer, traces, seed, filler_tokens):
+    """
+    The (task, target) pairs one problem gives in a mode: one per trace of the problem (traces: its
+    list, None if it has none at all), and in answer mode one alone. seed names the problem's own
+    shuffle stream; filler_tokens: the filler's length.
+    Example: training_targets("cot", "6", ["2 * 3 = 6\n#### 6"], "1337-train-00001", 40) == [("cot", ["2 * 3 = 6\n#### 6"])]
+    """
+    if mode == "answer":
+        return [("answer", answer_target(answer))]
+    if traces is None:
+        return []
+    if mode == "mixed":
+        return mixed_targets(answer, traces)
+    if mode == "cot":
+        return [("cot", cot_target(t)) for t in traces]
+    if mode == "shuffled":
+        return [("cot", shuffled_target(t, f"{seed}-{k}")) for k, t in enumerate(traces)]
+    if mode == "filler":
+        return [("cot", filler_target(answer, filler_tokens)) for _ in traces]
+    raise ValueError(f"unknown mode {mode!r}")
 
 
 # -----------------------------------------------------------------------------

@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 
 import data
-from traces import Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace, task_prefix, trace_verdict, ways_to_ask
+from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
+                    trace_verdict, training_targets, ways_to_ask)
 from traces import variants as verified_variants
 from evaluate import decode_and_score
 from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
@@ -173,13 +174,6 @@ def resolve_config(argv=None):
 # What the student is taught
 
 
-def shuffled_trace(trace, seed):
-    """The same steps in a random order, the answer line kept last: the tokens without the structure."""
-    *steps, last = trace.split("\n")
-    random.Random(seed).shuffle(steps)
-    return "\n".join(steps + [last])
-
-
 # The filler ablation's count of '.' tokens, per trace format: one fixed number, so that the
 # student can learn where the filler ends (matching each trace's own length left it unable to
 # stop), close to the mean reference trace at vocabulary 4000 (104 tokens as steps, 44 as
@@ -235,35 +229,28 @@ def calculator_positions(tok, text, ids):
 
 def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results=False):
     """
-    (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
-    each target behind its task prefix. filler: filler_tokens '.' tokens, then '#### a'. shuffled: the trace
-    with its steps in random order. mask_results: the loss skips what the calculator would write.
+    (task, Example) pairs for a mode: each problem's training targets (traces.training_targets:
+    answer: q -> '#### a'; cot: q -> trace; mixed: both, each behind its task prefix; filler:
+    filler_tokens '.' tokens, then '#### a'; shuffled: the trace with its steps in random order)
+    in tokens. mask_results: the loss skips what the calculator would write.
+    Example: make_examples(train, {p.id: [reference_to_trace(p.solution)] for p in train}, "cot", tok, 1337, 40)
     """
-    filler_id = tok.encode(".")[-1]
-    out = []
+    filler_id = tok.encode(FILLER)[-1]
+    return [(task, target_example(p, target, tok, filler_id, mask_results))
+            for p in problems
+            for task, target in training_targets(mode, p.answer, traces.get(p.id), f"{seed}-{p.id}", filler_tokens)]
 
-    def reasoning(p, trace, prefix=""):
-        ids = tok.encode(trace)
-        skip = calculator_positions(tok, trace, ids) if mask_results else []
-        head = tok.encode(prefix) if prefix else []
-        return data.Example(p.id, tok.encode(p.question), head + ids, [len(head) + i for i in skip])
 
-    for p in problems:
-        answer_ids = tok.encode(f"#### {p.answer}")
-        for k, trace in enumerate(traces.get(p.id, [])):
-            if mode == "cot":
-                out.append(("cot", reasoning(p, trace)))
-            elif mode == "shuffled":
-                out.append(("cot", reasoning(p, shuffled_trace(trace, f"{seed}-{p.id}-{k}"))))
-            elif mode == "filler":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * filler_tokens + answer_ids)))
-            elif mode == "mixed":
-                out.append(("cot", reasoning(p, trace, task_prefix("cot"))))
-        if mode == "answer":
-            out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
-        elif mode == "mixed" and p.id in traces:
-            out.append(("answer", data.Example(p.id, tok.encode(p.question), tok.encode(task_prefix("answer")) + answer_ids)))
-    return out
+def target_example(p, target, tok, filler_id, mask_results):
+    """
+    The Example of problem p with a target's pieces tokenized one by one and joined (a FILLER piece
+    is the one filler_id); if mask_results, the loss skips the calculator's results in its last piece.
+    Example: target_example(p, ["[cot]", "2 * 3 = 6\n#### 6"], tok, tok.encode(".")[-1], True).no_loss
+    """
+    head = [i for piece in target[:-1] for i in ([filler_id] if piece == FILLER else tok.encode(piece))]
+    body = tok.encode(target[-1])
+    skip = calculator_positions(tok, target[-1], body) if mask_results else []
+    return data.Example(p.id, tok.encode(p.question), head + body, [len(head) + i for i in skip])
 
 
 def keep_sound_traces(traces, problems, path, log):

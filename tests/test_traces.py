@@ -412,3 +412,20 @@ def test_step_correctness():
     assert r["precision"] == pytest.approx(2 / 3) and r["recall"] == pytest.approx(2 / 3)
     assert traces.step_correctness("3 * 3 = 10\n#### 10", "3 * 3 = 9\n#### 9")["precision"] == 0.0
     assert traces.step_correctness("#### 4", ref) == {"matched": 0, "n_output": 0, "n_reference": 2, "precision": None, "recall": 0.0}
+
+
+# ----------------------------------------------------------------------------- training targets
+
+def test_training_targets_one_per_mode():
+    trace = "1 + 1 = 2\n2 * 3 = 6\n4 - 1 = 3\n#### 3"
+    assert traces.training_targets("answer", "3", None, "s", 2) == [("answer", ["#### 3"])]
+    assert traces.training_targets("cot", "3", None, "s", 2) == []  # no trace, nothing to learn from
+    assert traces.training_targets("cot", "3", [trace], "s", 2) == [("cot", [trace])]
+    assert traces.training_targets("filler", "3", [trace, trace], "s", 2) == [("cot", [".", ".", "#### 3"])] * 2
+    assert traces.training_targets("mixed", "3", [trace], "s", 2) == [("cot", ["[cot]", trace]), ("answer", ["[answer]", "#### 3"])]
+    assert traces.training_targets("mixed", "3", [], "s", 2) == [("answer", ["[answer]", "#### 3"])]
+    (task, (shuffled,)), = traces.training_targets("shuffled", "3", [trace], "s", 2)
+    assert task == "cot" and shuffled.endswith("\n#### 3") and sorted(shuffled.split("\n")) == sorted(trace.split("\n"))
+    assert [traces.shuffled_target(trace, f"s-{k}") for k in range(20)] != [[trace]] * 20  # it does shuffle
+    with pytest.raises(ValueError):
+        traces.training_targets("nope", "3", [trace], "s", 2)
