@@ -659,13 +659,44 @@ def side_by_side(teacher, entries, n, seed=1):
 
 def compare(runs, args):
     """
-    Evaluate what is missing, then write report.md and its SVG charts into args.out.
+    Evaluate what is missing, then write report.md and its SVG charts into args.out: one
+    function per section of the report, in the order a reader meets them.
     Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "x", "--teacher", "t.jsonl"]))
     """
     out = Path(args.out or "runs/report")
     out.mkdir(parents=True, exist_ok=True)
-    entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id (None: not kept)
-    data_warnings = []  # what an eval.json says its data is not, once per folder
+    entries, data_warnings = compared_entries(runs, args)
+    tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
+    teachers = load_teachers(args.teacher, tok)
+    teacher = teachers[0] if teachers else None  # the one whose traces the examples show
+    base, entries = baseline_first(entries, args.baseline)
+    paired = [e for e in entries if e is not base and e["preds"]] if base and base["preds"] else []
+    unplaced = [t for t in teachers if not t["s"].get("params")]  # teachers whose size is not published
+
+    lines = tradeoff_table(entries, base, teachers, tok, args)
+    lines += report_notes(entries, teachers, unplaced, data_warnings)
+    if teachers:
+        lines += teachers_section(teachers, entries, args) + [""]
+    lines += errors_table(entries)
+    lines += paired_tests(paired, base)
+    if teacher:
+        lines += [""] + side_by_side(teacher, entries, args.side_by_side)
+    lines += examples_section(paired, base, teacher, args.examples)
+    lines += failures_section(entries)
+    lines += draw_charts(out, entries, teachers, unplaced)
+    data.write_atomic(out / "report.md", "\n".join(lines))
+    print(f"wrote {out / 'report.md'} and 4 charts beside it")
+    return out / "report.md"
+
+
+def compared_entries(runs, args):
+    """
+    One entry per (model, task) of the runs, evaluated first where no eval.json is found: label,
+    mode, metrics, efficiency, run folder, predictions by id (None: not kept); and the warnings
+    the eval.json files give about their data, once per folder.
+    Example: entries, data_warnings = compared_entries(["runs/answer", "runs/cot"], args)
+    """
+    entries, data_warnings = [], []
     for run in runs:
         run = Path(run)
         folder = run if (run / "eval.json").exists() else resolve_run(run)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
@@ -681,17 +712,25 @@ def compare(runs, args):
             preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
                             "folder": str(folder), "device": report["device"], "preds": preds})
-    tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
-    teachers = load_teachers(args.teacher, tok)
-    teacher = teachers[0] if teachers else None  # the one whose traces the examples show
-    b = Path(args.baseline or ".").resolve()
+    return entries, data_warnings
+
+
+def baseline_first(entries, baseline):
+    """
+    The baseline the students are tested against (the run or folder named by baseline, else the
+    first answer-only entry, else None) and the entries with it first.
+    Example: base, entries = baseline_first(entries, None)
+    """
+    b = Path(baseline or ".").resolve()
     b = b.parent if b.is_file() else b  # a checkpoint names its run
-    named = [e for e in entries if args.baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
+    named = [e for e in entries if baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
     base = (named or [e for e in entries if e["mode"] == "answer"] or [None])[0]
     students = [e for e in entries if e is not base]
-    entries = ([base] if base else []) + students  # the baseline's row first
-    paired = [e for e in students if e["preds"]] if base and base["preds"] else []
+    return base, ([base] if base else []) + students  # the baseline's row first
 
+
+def tradeoff_table(entries, base, teachers, tok, args):
+    """The report's title, what it measures, and its first table: accuracy against cost, a row per teacher and model."""
     lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
              f"Problems: {entries[0]['m']['n'] if entries else 0} per model ({args.eval_file or args.split}); "
              f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
@@ -716,13 +755,18 @@ def compare(runs, args):
                      f"{eff['params'] / 1e6:.2f}M ({eff['params_no_embeddings'] / 1e6:.2f}M) | {cell(m['latency_ms_median'], '.0f')} / "
                      f"{cell(m['latency_ms_p90'], '.0f')} | {m['samples_per_s']:.1f} | {eff['peak_memory_mb']:.0f} | {m['tokens_mean']:.1f} | "
                      f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} |")
+    return lines
+
+
+def report_notes(entries, teachers, unplaced, data_warnings):
+    """What the trade-off table cannot show: its warnings, the two charts, and what is left out of the rest."""
+    lines = []
     # computed again from the metrics, so eval.json files written before the warnings existed get them too
     warnings = [w for w in (reasoning_warning(e["mode"], e["m"]) for e in entries) if w]
     for w in warnings:
         lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]
     for w in data_warnings:
         lines += ["", f"**Warning: {w}.**"]
-    unplaced = [t for t in teachers if not t["s"].get("params")]
     lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
     if unplaced:
         lines += ["Not on the size chart, their size not published (or not one model's): "
@@ -732,41 +776,54 @@ def compare(runs, args):
         which = "any of the students" if len(missing) == len(entries) else ", ".join(missing)
         lines += [f"Per-problem results (predictions.jsonl) were not kept for {which}: paired tests, examples "
                   f"and step matches against a teacher are left out for them.", ""]
-    if teachers:
-        references = {}
-        try:
-            references = {pid: ref for pid, _, _, ref in load_problems(args.split, args.eval_file, args.data_dir) if ref}
-        except FileNotFoundError:  # the teachers' rows then have no reference column
-            pass
-        lines += teacher_section(teachers, entries, references) + [""]
+    return lines
 
-    lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
-              "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
-              "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand. "
-              "Grounded: operands that are numbers of the question or results of earlier steps (the rest are invented).", "",
-              "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | grounded operands | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
-              "| --- " * (len(CATEGORIES) + 7) + "|"]
+
+def teachers_section(teachers, entries, args):
+    """The teachers against the students (teacher_section), with the reference solutions' step values where there are any."""
+    references = {}
+    try:
+        references = {pid: ref for pid, _, _, ref in load_problems(args.split, args.eval_file, args.data_dir) if ref}
+    except FileNotFoundError:  # the teachers' rows then have no reference column
+        pass
+    return teacher_section(teachers, entries, references)
+
+
+def errors_table(entries):
+    """Where each model's reasoning goes wrong: failure categories, step precision and recall, grounding, false results."""
+    lines = ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
+             "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
+             "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand. "
+             "Grounded: operands that are numbers of the question or results of earlier steps (the rest are invented).", "",
+             "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | grounded operands | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
+             "| --- " * (len(CATEGORIES) + 7) + "|"]
     for e in entries:
         m = e["m"]
         lines.append(f"| {e['label']} | " + " | ".join(f"{m['failures'][c]} ({m['failures'][c] / max(1, m['n']):.0%})" for c in CATEGORIES)
                      + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {cell(m.get('grounded_operand_rate'), '.1%')} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
                      f"{m['wrong_results_reused']} of {m['wrong_results']} | {m['answers_from_wrong_result']} |")
+    return lines
 
-    if paired:
-        lines += ["", f"## Paired against the baseline ({base['label']})", "",
-                  "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
-                  "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for e in paired:
-            ids = sorted(set(e["preds"]) & set(base["preds"]))
-            t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
-            lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
-    elif base:
-        lines += ["", "No per-problem results for the baseline and a student (predictions.jsonl): no paired test."]
-    else:
-        lines += ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
 
-    if teacher:
-        lines += [""] + side_by_side(teacher, entries, args.side_by_side)
+def paired_tests(paired, base):
+    """McNemar's test of each student against the baseline on the problems both were asked, or why there is none."""
+    if not paired:
+        if base:
+            return ["", "No per-problem results for the baseline and a student (predictions.jsonl): no paired test."]
+        return ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
+    lines = ["", f"## Paired against the baseline ({base['label']})", "",
+             "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
+             "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for e in paired:
+        ids = sorted(set(e["preds"]) & set(base["preds"]))
+        t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
+        lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
+    return lines
+
+
+def examples_section(paired, base, teacher, examples):
+    """Up to examples problems per cell of right/wrong, each student against the baseline, the teacher's trace beside them."""
+    lines = []
     rng = random.Random(0)  # the same examples every time the report is written
     for e in paired:
         lines += ["", f"## Examples: {e['label']} against {base['label']}", ""]
@@ -774,13 +831,18 @@ def compare(runs, args):
         for b_ok, s_ok in ((True, True), (True, False), (False, True), (False, False)):
             pool = [i for i in ids if base["preds"][i]["correct"] == b_ok and e["preds"][i]["correct"] == s_ok]
             lines.append(f"### baseline {'right' if b_ok else 'wrong'}, {e['label']} {'right' if s_ok else 'wrong'}: {len(pool)} of {len(ids)} problems\n")
-            for i in rng.sample(pool, min(args.examples, len(pool))):
+            for i in rng.sample(pool, min(examples, len(pool))):
                 p = e["preds"][i]
                 lines += [f"**{i}** — {p['question']}", "", f"Gold answer: **{p['gold']}**", ""]
                 if teacher and i in teacher["preds"]:
                     lines += [f"Teacher ({teacher['label']}):", block(teacher["preds"][i]["output"]), ""]
                 lines += [f"Baseline ({base['label']}):", block(base["preds"][i]["output"]), "", f"{e['label']}:", block(p["output"]), ""]
-    lines += ["", "## Most frequent failures", ""]
+    return lines
+
+
+def failures_section(entries):
+    """Each model's failure categories, most frequent first, with the shortest example of each."""
+    lines = ["", "## Most frequent failures", ""]
     for e in [e for e in entries if e["preds"]]:
         wrong = Counter(r["category"] for r in e["preds"].values() if r["category"] != "correct")
         lines.append(f"### {e['label']}\n")
@@ -788,8 +850,11 @@ def compare(runs, args):
             ex = min((r for r in e["preds"].values() if r["category"] == cat), key=lambda r: (len(r["output"]), r["id"]))
             lines += [f"- **{CATEGORY_NAMES[cat]}**: {k} of {len(e['preds'])} problems. Shortest example, {ex['id']} (gold {ex['gold']}):", "",
                       block(ex["output"]), ""]
+    return lines
 
-    # charts
+
+def draw_charts(out, entries, teachers, unplaced):
+    """The report's four SVG charts, written into out (the drawing is charts.py's); returns the training curves' section."""
     pts = [e for e in entries if e["m"]["latency_ms_median"] is not None]
     best = max(teachers, key=lambda t: t["em"], default=None)
     top = (f"best teacher ({best['label']})", best["em"]) if best else None
@@ -804,10 +869,7 @@ def compare(runs, args):
     logs = {e["run"]: (e["mode"], read_log(e["run"])) for e in entries}
     svg_chart(out / "train_loss.svg", "Training loss", "step", "loss", [(mode, loss, None) for mode, (loss, _) in logs.values()])
     svg_chart(out / "val_em.svg", "Validation exact match during training", "step", "exact match", [(mode, em, None) for mode, (_, em) in logs.values()])
-    lines += ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
-    data.write_atomic(out / "report.md", "\n".join(lines))
-    print(f"wrote {out / 'report.md'} and 4 charts beside it")
-    return out / "report.md"
+    return ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
 
 
 # train.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
