@@ -449,15 +449,53 @@ def run_teacher(args, problems, client, shots):
     Example: run_teacher(args, load_gsm8k("train")[:10], client, shots)["total"]["cost_usd"]  # args: see main()
     """
     out, work, need = Path(args.out), (ask_once if args.eval else solve), (1 if args.eval else args.samples)
-    have = {}
-    for row in read_rows(out, repair=True):
-        if row.get("model") != args.model:  # two models' traces in one file could never be told apart
-            raise ValueError(f"{out} holds output of {row.get('model') or row.get('source')!r}, not {args.model!r}: "
-                             f"pass another --out")
-        have.setdefault(row["id"], []).append(row.get("trace", row.get("output")))
+    have = outputs_so_far(out, args.model)
     todo = [p for p in problems if len(have.get(p.id, [])) < need]
     print(f"{len(problems) - len(todo)} of {len(problems)} problems already done in {out}, asking about {len(todo)}")
-    ledger, status, error = Ledger(out), "done", None
+    ledger = Ledger(out)
+    status, error = ask_all(todo, have, work, args, client, ledger, shots)
+    rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
+    n_done, ids = Counter(r["id"] for r in rows), {p.id for p in problems}
+    before = previous_totals(summary_path)
+    this_run = ledger.counts(args.price_in, args.price_out)
+    succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
+    status, error = run_status(status, error, ledger, succeeded, todo, this_run, args)
+    summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
+               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems),
+               "asked": len(todo), "succeeded": succeeded}
+    if args.eval:
+        summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
+    else:
+        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
+                        "problems_without_trace": sum(n_done[i] == 0 for i in ids),
+                        "samples": args.samples, "temperature": args.temperature})
+    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
+    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def outputs_so_far(out, model):
+    """
+    The outputs already in the file out, by problem id (a run resumes from them); output of another
+    model is an error: two models' traces in one file could never be told apart.
+    Example: have = outputs_so_far(Path("traces/gpt-4o-train.jsonl"), "gpt-4o")
+    """
+    have = {}
+    for row in read_rows(out, repair=True):
+        if row.get("model") != model:
+            raise ValueError(f"{out} holds output of {row.get('model') or row.get('source')!r}, not {model!r}: "
+                             f"pass another --out")
+        have.setdefault(row["id"], []).append(row.get("trace", row.get("output")))
+    return have
+
+
+def ask_all(todo, have, work, args, client, ledger, shots):
+    """
+    Run work on every problem of todo on --workers threads, printing progress every 30 s; returns
+    (status, error): done, interrupted (Ctrl-C) or stopped (an error no retry can pass). The ledger is closed after.
+    Example: status, error = ask_all(todo, have, solve, args, client, Ledger(out), shots)
+    """
+    status, error = "done", None
     pool = ThreadPoolExecutor(args.workers)
     futures = [pool.submit(work, p, have.get(p.id, []), args, client, ledger, shots) for p in todo]
     try:
@@ -478,17 +516,29 @@ def run_teacher(args, problems, client, shots):
         client.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         ledger.close()
-    rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
-    n_done, ids = Counter(r["id"] for r in rows), {p.id for p in problems}
-    try:  # a run killed before it could write its summary is missing from the totals
+    return status, error
+
+
+def previous_totals(summary_path):
+    """
+    The totals over earlier runs that the summary file holds, {} if none (a run killed before it
+    could write its summary is missing from the totals).
+    Example: before = previous_totals(Path("traces/gpt-4o-train.jsonl.summary.json"))
+    """
+    try:
         before = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
     except ValueError:
         before = {}
-    before = before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
-    this_run = ledger.counts(args.price_in, args.price_out)
-    # a dead server, replies that never parse, a teacher whose every reply is rejected: none of
-    # that may pass for success, so too few problems with a new line is a failed run
-    succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
+    return before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
+
+
+def run_status(status, error, ledger, succeeded, todo, this_run, args):
+    """
+    (status, error) of a run that asked about every problem: failed when its last requests all
+    failed, or when fewer than --min-success of the problems asked got a new line. A dead server,
+    replies that never parse, a teacher whose every reply is rejected: none of that may pass for success.
+    Example: status, error = run_status("done", None, ledger, 0, todo, ledger.counts(0, 0), args)
+    """
     if status == "done" and ledger.failed_in_a_row >= 2 * args.workers:
         status, error = "failed", (
             f"the last {ledger.failed_in_a_row} requests all failed after their retries (failed attempts: "
@@ -499,18 +549,7 @@ def run_teacher(args, problems, client, shots):
             f"{succeeded} of {len(todo)} problems asked got {'a reply' if args.eval else 'a trace kept'} (--min-success "
             f"{args.min_success}); failed attempts: {this_run['failed_attempts'] or 'none'}; rejections: "
             f"{this_run['rejections'] or 'none'}; check the server at {scrub_url(args.base_url)}, then rerun to resume")
-    summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
-               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems),
-               "asked": len(todo), "succeeded": succeeded}
-    if args.eval:
-        summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
-    else:
-        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
-                        "problems_without_trace": sum(n_done[i] == 0 for i in ids),
-                        "samples": args.samples, "temperature": args.temperature})
-    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
-    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
-    return summary
+    return status, error
 
 
 def eval_scores(rows, price_in=0.0, price_out=0.0):
