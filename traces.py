@@ -1,7 +1,7 @@
 """
 Everything about a reasoning trace, in the order a reader needs it:
 
-    safe arithmetic      safe_eval: + - * / ( ) % over exact fractions; text is never executed
+    safe arithmetic      safe_eval, ArithmeticParser: + - * / ( ) % over exact fractions; text is never executed
     the trace format     reference_to_trace, equations_only: one step per line, '#### <answer>' last
     the checker          find_equations, check_trace, trace_verdict: does every equation hold?
     a teacher's reply    normalize_reply, validate_trace: an LLM's text into the trace format, kept or why not
@@ -106,71 +106,86 @@ def arithmetic_tokens(expr):
 
 
 def evaluate_tokens(tokens):
-    """The exact value of arithmetic_tokens' output (a recursive-descent parser); see safe_eval."""
-    pos = 0
+    """
+    The exact value of arithmetic_tokens' output; see safe_eval.
+    Example: evaluate_tokens([Fraction(2), "*", "(", Fraction(3), "+", Fraction(4), ")"]) == Fraction(14)
+    """
+    if not tokens:
+        raise ArithmeticError_("empty expression")
+    parser = ArithmeticParser(tokens)
+    value = parser.expression(0)
+    if parser.pos != len(tokens):
+        raise ArithmeticError_(f"unexpected {tokens[parser.pos]!r}")
+    return value
 
-    def peek():
-        return tokens[pos] if pos < len(tokens) else None
 
-    def take():
-        nonlocal pos
-        pos += 1
-        return tokens[pos - 1]
+def within_magnitude(x):
+    """x itself, if it is not beyond MAX_MAGNITUDE: every intermediate value is held to it."""
+    if abs(x) > MAX_MAGNITUDE:
+        raise ArithmeticError_("number too large")
+    return x
 
-    def implicit_product():  # "2(3 + 4)", "(1/2)(20)", "(1/4)24": written by teachers, read as products
-        return peek() == "(" or (pos > 0 and tokens[pos - 1] == ")" and isinstance(peek(), Fraction))
 
-    def check(x):
-        if abs(x) > MAX_MAGNITUDE:
-            raise ArithmeticError_("number too large")
-        return x
+class ArithmeticParser:
+    """
+    A recursive-descent parser over arithmetic tokens, one method per level of precedence, loosest
+    first: expression (+ -), term (* / and implicit products), unary (signs, postfix %), primary
+    (a number, or an expression in parentheses). Each returns the exact value of what it read.
+    Example: ArithmeticParser([Fraction(1), "+", Fraction(2), "*", Fraction(3)]).expression(0) == Fraction(7)
+    """
 
-    def expression(depth):
+    def __init__(self, tokens):
+        self.tokens, self.pos = tokens, 0
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self):
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def implicit_product(self):  # "2(3 + 4)", "(1/2)(20)", "(1/4)24": written by teachers, read as products
+        return self.peek() == "(" or (self.pos > 0 and self.tokens[self.pos - 1] == ")" and isinstance(self.peek(), Fraction))
+
+    def expression(self, depth):
         if depth > 20:
             raise ArithmeticError_("nested too deeply")
-        x = term(depth)
-        while peek() in ("+", "-"):
-            x = check(x + term(depth) if take() == "+" else x - term(depth))
+        x = self.term(depth)
+        while self.peek() in ("+", "-"):
+            x = within_magnitude(x + self.term(depth) if self.take() == "+" else x - self.term(depth))
         return x
 
-    def term(depth):
-        x = unary(depth)
-        while peek() in ("*", "/") or implicit_product():
-            if implicit_product() or take() == "*":
-                x = check(x * unary(depth))
+    def term(self, depth):
+        x = self.unary(depth)
+        while self.peek() in ("*", "/") or self.implicit_product():
+            if self.implicit_product() or self.take() == "*":
+                x = within_magnitude(x * self.unary(depth))
             else:
-                d = unary(depth)
+                d = self.unary(depth)
                 if d == 0:
                     raise ArithmeticError_("division by zero")
-                x = check(x / d)
+                x = within_magnitude(x / d)
         return x
 
-    def unary(depth):
-        if peek() in ("+", "-"):
-            return -unary(depth) if take() == "-" else unary(depth)
-        x = primary(depth)
-        while peek() == "%":
-            take()
+    def unary(self, depth):
+        if self.peek() in ("+", "-"):
+            return -self.unary(depth) if self.take() == "-" else self.unary(depth)
+        x = self.primary(depth)
+        while self.peek() == "%":
+            self.take()
             x = x / 100
         return x
 
-    def primary(depth):
-        t = take() if pos < len(tokens) else None
+    def primary(self, depth):
+        t = self.take() if self.pos < len(self.tokens) else None
         if isinstance(t, Fraction):
-            return check(t)
+            return within_magnitude(t)
         if t == "(":
-            x = expression(depth + 1)
-            if pos >= len(tokens) or take() != ")":
+            x = self.expression(depth + 1)
+            if self.pos >= len(self.tokens) or self.take() != ")":
                 raise ArithmeticError_("unbalanced parentheses")
             return x
         raise ArithmeticError_(f"expected a number, got {t!r}")
-
-    if not tokens:
-        raise ArithmeticError_("empty expression")
-    value = expression(0)
-    if pos != len(tokens):
-        raise ArithmeticError_(f"unexpected {tokens[pos]!r}")
-    return value
 
 
 # -----------------------------------------------------------------------------
