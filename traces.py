@@ -8,8 +8,8 @@ Everything about a reasoning trace, in the order a reader needs it:
     the calculator       Calculator: decoding writes the result after 'a * b ='
     tasks                task_prefix, ways_to_ask, decode_budget: what a model is asked, how long it may answer
     training targets     answer_target, cot_target, filler_target, shuffled_target, mixed_targets: what it learns to write
-    re-instantiation     Program, variants: new numbers for a checked trace (below)
     scoring              exact_match, arithmetic_error_rate, step_correctness: a student's output, graded
+    re-instantiation     Program, variants: new numbers for a checked trace (below)
 
 Re-instantiation: every checked trace is a program over its question's numbers.
 
