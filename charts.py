@@ -144,25 +144,37 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=
                 f'<text x="{L + 4}" y="{sy(hline[1]) - 4:.1f}" fill="#555">{e(hline[0])}</text>']
     labels = []  # (series, x, y of its first point): scatter points are named beside the point
     for k, (label, pts, err) in enumerate(series):
-        c, shape = series_style(k)
-        if lines and pts:
-            out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
-        for j, (x, y) in enumerate(pts):
-            if err:
-                out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
-            # markers too on lines (a one-point curve still shows, and the marker tells two
-            # curves of one colour apart), but on a long curve only at about MARKS of its points
-            if not lines or (j * MARKS // len(pts)) != ((j - 1) * MARKS // len(pts)):
-                out.append(marker(shape, sx(x), sy(y), 3 if lines else 5, c))
-        if not lines and pts:
-            labels.append((k, sx(pts[0][0]), sy(pts[0][1])))
-        ly = T + 18 * k + 6  # the legend: marker (and line) in the series' style, then its name
-        out += [f'<line x1="{W - R + 8}" y1="{ly}" x2="{W - R + 28}" y2="{ly}" stroke="{c}" stroke-width="2"/>'] * lines
-        out += [marker(shape, W - R + 18, ly, 4, c), f'<text x="{W - R + 34}" y="{ly + 4}">{e(label)}</text>']
+        elements, first = draw_series(k, label, pts, err, lines, sx, sy, (W - R, T + 18 * k + 6))
+        out += elements
+        labels += [first] if first else []
     out += point_labels(labels, series, (L + W - R) / 2, H - B - 4)
     if not any(pts for _, pts, _ in series):  # say so, rather than leave an empty frame to puzzle over
         out.append(f'<text x="{(L + W - R) / 2}" y="{(T + H - B) / 2}" text-anchor="middle" fill="#555">no data to show</text>')
     data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
+
+
+def draw_series(k, label, pts, err, lines, sx, sy, legend):
+    """
+    The SVG elements of series k: its line (if lines), error bars and markers, with sx, sy mapping
+    data to pixels, and its legend entry at legend (x, y in pixels); and (k, x, y) of its first
+    point to name beside it (scatter series only), else None.
+    Example: elements, first = draw_series(0, "cot", [(0, 4.1), (20, 3.2)], None, True, sx, sy, (550, 46))
+    """
+    c, shape = series_style(k)
+    out = []
+    if lines and pts:
+        out.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{" ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)}"/>')
+    for j, (x, y) in enumerate(pts):
+        if err:
+            out.append(f'<line x1="{sx(x):.1f}" y1="{sy(err[j][0]):.1f}" x2="{sx(x):.1f}" y2="{sy(err[j][1]):.1f}" stroke="{c}"/>')
+        # markers too on lines (a one-point curve still shows, and the marker tells two
+        # curves of one colour apart), but on a long curve only at about MARKS of its points
+        if not lines or (j * MARKS // len(pts)) != ((j - 1) * MARKS // len(pts)):
+            out.append(marker(shape, sx(x), sy(y), 3 if lines else 5, c))
+    lx, ly = legend  # the legend: marker (and line) in the series' style, then its name
+    out += [f'<line x1="{lx + 8}" y1="{ly}" x2="{lx + 28}" y2="{ly}" stroke="{c}" stroke-width="2"/>'] * lines
+    out += [marker(shape, lx + 18, ly, 4, c), f'<text x="{lx + 34}" y="{ly + 4}">{html.escape(label)}</text>']
+    return out, ((k, sx(pts[0][0]), sy(pts[0][1])) if not lines and pts else None)
 
 
 def point_labels(labels, series, middle, lowest):

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 
 import data
+import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
-from traces import exact_match
+from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
 CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "no_answer": "no or malformed answer",
@@ -38,38 +39,6 @@ CATEGORY_NAMES = {"correct": "correct", "arithmetic_slip": "arithmetic slip", "n
 
 # -----------------------------------------------------------------------------
 # Metrics: pure functions of strings and lists, so each can be checked on hand-made cases
-
-
-def step_values(trace):
-    """The values a trace writes down as results of its equations, in order (normalized)."""
-    return [data.normalize_number(s.claimed) for s in data.check_trace(trace)["steps"]]
-
-
-def arithmetic_errors(outputs):
-    """
-    How much of the written arithmetic is false: equations that do not hold over all equations,
-    and problems with at least one false equation over all problems.
-    Example: arithmetic_errors(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
-    """
-    checks = [data.check_trace(o) for o in outputs]
-    eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
-    bad = sum(c["n_wrong"] > 0 for c in checks)
-    return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
-            "problems": len(checks), "problems_with_wrong": bad, "problem_error_rate": bad / len(checks) if checks else None}
-
-
-def step_precision_recall(output_trace, reference_trace):
-    """
-    Intermediate values the output writes (right of each '=') against those of the reference,
-    as multisets: precision = matched / output values, recall = matched / reference values
-    (None when there is nothing to divide by). What was written counts, not what the left side
-    really equals: a student that writes 5 * 4 = 21 and carries 21 on has computed 21.
-    Example: step_precision_recall("5 * 4 = 20\\n20 + 1 = 22", "5 * 4 = 20\\n20 + 1 = 21")["precision"] == 0.5
-    """
-    out, ref = Counter(step_values(output_trace)), Counter(step_values(reference_trace))
-    m, n_out, n_ref = sum((out & ref).values()), sum(out.values()), sum(ref.values())
-    return {"matched": m, "n_output": n_out, "n_reference": n_ref,
-            "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
 
 
 def grounding(question, output):
@@ -81,7 +50,7 @@ def grounding(question, output):
     """
     known = {data.normalize_number(x) for x in data.NUMBER.findall(question)}
     operands = grounded = 0
-    for s in data.check_trace(output)["steps"]:
+    for s in traces.check_trace(output)["steps"]:
         for x in data.NUMBER.findall(s.expression):
             operands += 1
             grounded += data.normalize_number(x) in known
@@ -96,7 +65,7 @@ def classify_failure(output, gold, cut_off):
     vacuously so for answer-only outputs, yet the answer is wrong).
     Example: classify_failure("5 * 4 = 21\\n#### 21", "20", cut_off=False) == "arithmetic_slip"
     """
-    c = data.check_trace(output)
+    c = traces.check_trace(output)
     if exact_match(output, gold):
         return "correct"
     if cut_off:
@@ -113,7 +82,7 @@ def error_propagation(trace):
     operand in a later step's expression. answer_from_wrong: the final answer is a false result.
     Example: error_propagation("5 * 4 = 21\\n21 - 3 = 18\\n#### 18")["wrong_reused"] == 1
     """
-    c = data.check_trace(trace)
+    c = traces.check_trace(trace)
     steps = c["steps"]
     wrong = [i for i, s in enumerate(steps) if not s.ok]
     operands = [{data.normalize_number(x) for x in data.NUMBER.findall(s.expression)} for s in steps]
@@ -188,7 +157,7 @@ def summarize(rows):
     ground = [r.get("grounding") or grounding(r.get("question") or "", r["output"]) for r in rows]  # older predictions lack it
     operands = sum(g["operands"] for g in ground)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
-            **arithmetic_errors(outputs),
+            **arithmetic_error_rate(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
             "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
             # micro-averaged over all values, so a problem with many steps weighs more
@@ -260,7 +229,7 @@ def load_problems(split, eval_file=None, data_dir=None):
     Example: load_problems("test")[0][2] == "18"
     """
     if not eval_file:
-        return [(p.id, p.question, p.answer, data.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
+        return [(p.id, p.question, p.answer, traces.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
     if not Path(eval_file).exists():
         raise FileNotFoundError(f"eval file {eval_file} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
     out = []
@@ -269,7 +238,7 @@ def load_problems(split, eval_file=None, data_dir=None):
         gold = data.extract_answer(answer)
         if gold is None or not isinstance(row.get("question"), str):
             raise ValueError(f"{eval_file}:{i}: needs a string 'question' and an 'answer' holding a number")
-        ref = data.reference_to_trace(answer) if "####" in answer else None
+        ref = traces.reference_to_trace(answer) if "####" in answer else None
         out.append((str(row.get("id", f"{Path(eval_file).stem}-{i - 1:05d}")), row["question"], gold, ref))
     return out
 
@@ -346,13 +315,13 @@ def decode_all(model, sources, max_new, batch_size, calculator, label=None, pref
 
 def decode_and_score(model, tok, questions, golds, mode, task, reasoning_tokens, batch_size, calculator=None, label=None):
     """
-    Greedy-decode each question as a task asks (its prefix forced, its budget: data.decode_budget)
+    Greedy-decode each question as a task asks (its prefix forced, its budget: traces.decode_budget)
     and score each output by exact match: the one decode-and-score path of train.py (validation,
     test) and evaluate.py. Returns (token ids, texts, correct, seconds), in the order of questions.
     Example: ids, texts, correct, seconds = decode_and_score(model, tok, questions, golds, "cot", None, 512, 64)
     """
-    prefix = tok.encode(data.task_prefix(task))  # forced: a mixed model does the task it is asked
-    max_new = data.decode_budget(mode, task, reasoning_tokens)
+    prefix = tok.encode(traces.task_prefix(task))  # forced: a mixed model does the task it is asked
+    max_new = traces.decode_budget(mode, task, reasoning_tokens)
     ids, seconds = decode_all(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator, label, prefix)
     texts = [tok.decode(o) for o in ids]
     return ids, texts, [exact_match(t, g) for t, g in zip(texts, golds)], seconds
@@ -407,10 +376,10 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
-    for task in data.ways_to_ask(mode):
+    for task in traces.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
-              f"up to {data.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
+              f"up to {traces.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
         m, task_rows = score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens,
                                   batch_size or cfg.get("eval_batch", 64), latency_samples)
         results.append(m)
@@ -439,22 +408,22 @@ def score_task(model, tok, problems, mode, task, label, calculator, reasoning_to
     Example: m, rows = score_task(model, tok, load_problems("test")[:50], "cot", None, "cot", False, 512, 64, 20)
     """
     device = next(model.parameters()).device
-    prefix = tok.encode(data.task_prefix(task))
-    max_new = data.decode_budget(mode, task, reasoning_tokens)
-    calc = data.Calculator(tok) if calculator else None
+    prefix = tok.encode(traces.task_prefix(task))
+    max_new = traces.decode_budget(mode, task, reasoning_tokens)
+    calc = traces.Calculator(tok) if calculator else None
     ids, texts, correct, seconds = decode_and_score(model, tok, [q for _, q, _, _ in problems], [gold for _, _, gold, _ in problems],
                                                    mode, task, reasoning_tokens, batch_size, calc, label)
     rows = []
     for (pid, q, gold, ref), o, text, ok in zip(problems, ids, texts, correct):
-        cut, c = len(o) >= max_new, data.check_trace(text)  # cut: no eos within the budget
+        cut, c = len(o) >= max_new, traces.check_trace(text)  # cut: no eos within the budget
         rows.append({"id": pid, "task": task, "question": q, "gold": gold, "output": text, "pred": c["answer"],
                      "correct": ok, "category": classify_failure(text, gold, cut),
                      "cut_off": cut, "n_tokens": len(o), "n_steps": c["n_steps"], "n_wrong": c["n_wrong"],
                      "steps": [{"expression": s.expression, "claimed": s.claimed, "value": s.value, "ok": s.ok} for s in c["steps"]],
-                     "step_match": step_precision_recall(text, ref) if ref else None,
+                     "step_match": step_correctness(text, ref) if ref else None,
                      "grounding": grounding(q, text)})
     sources = [tok.encode(q) for _, q, _, _ in problems[:latency_samples]]
-    lat = batch1_latency(model, sources, max_new, device, data.Calculator(tok) if calculator else None, prefix) if latency_samples else []
+    lat = batch1_latency(model, sources, max_new, device, traces.Calculator(tok) if calculator else None, prefix) if latency_samples else []
     m = summarize(rows)
     m.update({"task": task, "label": label, "max_new_tokens": max_new, "decode_s": seconds,
               "samples_per_s": len(ids) / seconds, "tokens_per_s": sum(map(len, ids)) / seconds,
@@ -547,7 +516,7 @@ def mark_first_slip(output, teacher_output):
     """
     lines = output.split("\n")
     teacher_values = set(step_values(teacher_output)) | {data.extract_answer(teacher_output)}
-    for step in data.check_trace(output)["steps"]:
+    for step in traces.check_trace(output)["steps"]:
         if not step.ok:
             lines[step.line] += f"   <-- first false step: {step.expression} is {step.value}"
         elif data.normalize_number(step.claimed) not in teacher_values:
@@ -564,7 +533,7 @@ def step_match_against(preds, other):
     micro-averaged over the problems both answered (None where there is nothing to divide by).
     Example: step_match_against(student["preds"], teacher["preds"])["recall"]
     """
-    s = [step_precision_recall(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
+    s = [step_correctness(preds[i]["output"], other[i]["output"]) for i in sorted(set(preds) & set(other))]
     matched, n_out, n_ref = (sum(x[k] for x in s) for k in ("matched", "n_output", "n_reference"))
     return {"precision": matched / n_out if n_out else None, "recall": matched / n_ref if n_ref else None}
 
@@ -604,8 +573,8 @@ def load_teachers(paths, tok=None):
         operands = sum(g["operands"] for g in ground)
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
                          "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
-                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_errors(outputs),
-                         "steps": sum(data.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
+                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
+                         "steps": sum(traces.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
     return teachers
 
@@ -618,8 +587,8 @@ def teacher_section(teachers, entries, references):
     Example: lines = teacher_section(load_teachers(["t.jsonl"]), entries, {})
     """
     lines = ["## Teachers", "", "Each teacher's outputs are scored by this project as a live teacher's replies are: "
-             "normalized by `teacher.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
-             "the last number) and every equation checked by `data.check_trace`. The publishers' score is their own "
+             "normalized by `traces.normalize_reply`, the answer read by `data.extract_answer` (the `#### N` line, else "
+             "the last number) and every equation checked by `traces.check_trace`. The publishers' score is their own "
              "verdict on the same replies, where the file holds one.", "",
              "Grounded: the share of equation operands that are numbers of the question or earlier results.", "",
              "| teacher | source | exact match, ours | publishers' score | difference (points) | empty replies | grounded operands |",
@@ -690,13 +659,44 @@ def side_by_side(teacher, entries, n, seed=1):
 
 def compare(runs, args):
     """
-    Evaluate what is missing, then write report.md and its SVG charts into args.out.
+    Evaluate what is missing, then write report.md and its SVG charts into args.out: one
+    function per section of the report, in the order a reader meets them.
     Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "x", "--teacher", "t.jsonl"]))
     """
     out = Path(args.out or "runs/report")
     out.mkdir(parents=True, exist_ok=True)
-    entries = []  # one per (model, task): label, mode, metrics, efficiency, run folder, predictions by id (None: not kept)
-    data_warnings = []  # what an eval.json says its data is not, once per folder
+    entries, data_warnings = compared_entries(runs, args)
+    tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
+    teachers = load_teachers(args.teacher, tok)
+    teacher = teachers[0] if teachers else None  # the one whose traces the examples show
+    base, entries = baseline_first(entries, args.baseline)
+    paired = [e for e in entries if e is not base and e["preds"]] if base and base["preds"] else []
+    unplaced = [t for t in teachers if not t["s"].get("params")]  # teachers whose size is not published
+
+    lines = tradeoff_table(entries, base, teachers, tok, args)
+    lines += report_notes(entries, teachers, unplaced, data_warnings)
+    if teachers:
+        lines += teachers_section(teachers, entries, args) + [""]
+    lines += errors_table(entries)
+    lines += paired_tests(paired, base)
+    if teacher:
+        lines += [""] + side_by_side(teacher, entries, args.side_by_side)
+    lines += examples_section(paired, base, teacher, args.examples)
+    lines += failures_section(entries)
+    lines += draw_charts(out, entries, teachers, unplaced)
+    data.write_atomic(out / "report.md", "\n".join(lines))
+    print(f"wrote {out / 'report.md'} and 4 charts beside it")
+    return out / "report.md"
+
+
+def compared_entries(runs, args):
+    """
+    One entry per (model, task) of the runs, evaluated first where no eval.json is found: label,
+    mode, metrics, efficiency, run folder, predictions by id (None: not kept); and the warnings
+    the eval.json files give about their data, once per folder.
+    Example: entries, data_warnings = compared_entries(["runs/answer", "runs/cot"], args)
+    """
+    entries, data_warnings = [], []
     for run in runs:
         run = Path(run)
         folder = run if (run / "eval.json").exists() else resolve_run(run)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
@@ -712,17 +712,25 @@ def compare(runs, args):
             preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
                             "folder": str(folder), "device": report["device"], "preds": preds})
-    tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
-    teachers = load_teachers(args.teacher, tok)
-    teacher = teachers[0] if teachers else None  # the one whose traces the examples show
-    b = Path(args.baseline or ".").resolve()
+    return entries, data_warnings
+
+
+def baseline_first(entries, baseline):
+    """
+    The baseline the students are tested against (the run or folder named by baseline, else the
+    first answer-only entry, else None) and the entries with it first.
+    Example: base, entries = baseline_first(entries, None)
+    """
+    b = Path(baseline or ".").resolve()
     b = b.parent if b.is_file() else b  # a checkpoint names its run
-    named = [e for e in entries if args.baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
+    named = [e for e in entries if baseline and b in (Path(e["run"]).resolve(), Path(e["folder"]).resolve())]
     base = (named or [e for e in entries if e["mode"] == "answer"] or [None])[0]
     students = [e for e in entries if e is not base]
-    entries = ([base] if base else []) + students  # the baseline's row first
-    paired = [e for e in students if e["preds"]] if base and base["preds"] else []
+    return base, ([base] if base else []) + students  # the baseline's row first
 
+
+def tradeoff_table(entries, base, teachers, tok, args):
+    """The report's title, what it measures, and its first table: accuracy against cost, a row per teacher and model."""
     lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
              f"Problems: {entries[0]['m']['n'] if entries else 0} per model ({args.eval_file or args.split}); "
              f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
@@ -747,13 +755,18 @@ def compare(runs, args):
                      f"{eff['params'] / 1e6:.2f}M ({eff['params_no_embeddings'] / 1e6:.2f}M) | {cell(m['latency_ms_median'], '.0f')} / "
                      f"{cell(m['latency_ms_p90'], '.0f')} | {m['samples_per_s']:.1f} | {eff['peak_memory_mb']:.0f} | {m['tokens_mean']:.1f} | "
                      f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} |")
+    return lines
+
+
+def report_notes(entries, teachers, unplaced, data_warnings):
+    """What the trade-off table cannot show: its warnings, the two charts, and what is left out of the rest."""
+    lines = []
     # computed again from the metrics, so eval.json files written before the warnings existed get them too
     warnings = [w for w in (reasoning_warning(e["mode"], e["m"]) for e in entries) if w]
     for w in warnings:
         lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]
     for w in data_warnings:
         lines += ["", f"**Warning: {w}.**"]
-    unplaced = [t for t in teachers if not t["s"].get("params")]
     lines += ["", "![accuracy against latency](accuracy_latency.svg)", "", "![accuracy against parameters](accuracy_params.svg)", ""]
     if unplaced:
         lines += ["Not on the size chart, their size not published (or not one model's): "
@@ -763,41 +776,54 @@ def compare(runs, args):
         which = "any of the students" if len(missing) == len(entries) else ", ".join(missing)
         lines += [f"Per-problem results (predictions.jsonl) were not kept for {which}: paired tests, examples "
                   f"and step matches against a teacher are left out for them.", ""]
-    if teachers:
-        references = {}
-        try:
-            references = {pid: ref for pid, _, _, ref in load_problems(args.split, args.eval_file, args.data_dir) if ref}
-        except FileNotFoundError:  # the teachers' rows then have no reference column
-            pass
-        lines += teacher_section(teachers, entries, references) + [""]
+    return lines
 
-    lines += ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
-              "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
-              "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand. "
-              "Grounded: operands that are numbers of the question or results of earlier steps (the rest are invented).", "",
-              "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | grounded operands | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
-              "| --- " * (len(CATEGORIES) + 7) + "|"]
+
+def teachers_section(teachers, entries, args):
+    """The teachers against the students (teacher_section), with the reference solutions' step values where there are any."""
+    references = {}
+    try:
+        references = {pid: ref for pid, _, _, ref in load_problems(args.split, args.eval_file, args.data_dir) if ref}
+    except FileNotFoundError:  # the teachers' rows then have no reference column
+        pass
+    return teacher_section(teachers, entries, references)
+
+
+def errors_table(entries):
+    """Where each model's reasoning goes wrong: failure categories, step precision and recall, grounding, false results."""
+    lines = ["## Errors inside the reasoning", "", "Step precision / recall: intermediate results written by the model against those of the "
+             "reference solution (multisets, micro-averaged). First false equation: how many problems have their first false "
+             "equation at step 1, 2, 3, 4, 5+. Reused: false results whose wrong value a later step takes as an operand. "
+             "Grounded: operands that are numbers of the question or results of earlier steps (the rest are invented).", "",
+             "| model | " + " | ".join(CATEGORY_NAMES[c] for c in CATEGORIES) + " | step precision | step recall | grounded operands | first false equation at 1/2/3/4/5+ | false results reused | answers that are a false result |",
+             "| --- " * (len(CATEGORIES) + 7) + "|"]
     for e in entries:
         m = e["m"]
         lines.append(f"| {e['label']} | " + " | ".join(f"{m['failures'][c]} ({m['failures'][c] / max(1, m['n']):.0%})" for c in CATEGORIES)
                      + f" | {cell(m['step_precision'])} | {cell(m['step_recall'])} | {cell(m.get('grounded_operand_rate'), '.1%')} | {'/'.join(str(v) for v in m['first_wrong_step'].values())} | "
                      f"{m['wrong_results_reused']} of {m['wrong_results']} | {m['answers_from_wrong_result']} |")
+    return lines
 
-    if paired:
-        lines += ["", f"## Paired against the baseline ({base['label']})", "",
-                  "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
-                  "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-        for e in paired:
-            ids = sorted(set(e["preds"]) & set(base["preds"]))
-            t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
-            lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
-    elif base:
-        lines += ["", "No per-problem results for the baseline and a student (predictions.jsonl): no paired test."]
-    else:
-        lines += ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
 
-    if teacher:
-        lines += [""] + side_by_side(teacher, entries, args.side_by_side)
+def paired_tests(paired, base):
+    """McNemar's test of each student against the baseline on the problems both were asked, or why there is none."""
+    if not paired:
+        if base:
+            return ["", "No per-problem results for the baseline and a student (predictions.jsonl): no paired test."]
+        return ["", "No answer-only run among the compared ones (or --baseline): no paired test."]
+    lines = ["", f"## Paired against the baseline ({base['label']})", "",
+             "McNemar's test on the problems both were asked: only the discordant pairs count; p is the exact two-sided binomial test.", "",
+             "| model | problems | both right | only model right | only baseline right | both wrong | p (exact) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for e in paired:
+        ids = sorted(set(e["preds"]) & set(base["preds"]))
+        t = mcnemar([e["preds"][i]["correct"] for i in ids], [base["preds"][i]["correct"] for i in ids])
+        lines.append(f"| {e['label']} | {t['n']} | {t['both_right']} | {t['only_a']} | {t['only_b']} | {t['both_wrong']} | {t['p_exact']:.4g} |")
+    return lines
+
+
+def examples_section(paired, base, teacher, examples):
+    """Up to examples problems per cell of right/wrong, each student against the baseline, the teacher's trace beside them."""
+    lines = []
     rng = random.Random(0)  # the same examples every time the report is written
     for e in paired:
         lines += ["", f"## Examples: {e['label']} against {base['label']}", ""]
@@ -805,13 +831,18 @@ def compare(runs, args):
         for b_ok, s_ok in ((True, True), (True, False), (False, True), (False, False)):
             pool = [i for i in ids if base["preds"][i]["correct"] == b_ok and e["preds"][i]["correct"] == s_ok]
             lines.append(f"### baseline {'right' if b_ok else 'wrong'}, {e['label']} {'right' if s_ok else 'wrong'}: {len(pool)} of {len(ids)} problems\n")
-            for i in rng.sample(pool, min(args.examples, len(pool))):
+            for i in rng.sample(pool, min(examples, len(pool))):
                 p = e["preds"][i]
                 lines += [f"**{i}** — {p['question']}", "", f"Gold answer: **{p['gold']}**", ""]
                 if teacher and i in teacher["preds"]:
                     lines += [f"Teacher ({teacher['label']}):", block(teacher["preds"][i]["output"]), ""]
                 lines += [f"Baseline ({base['label']}):", block(base["preds"][i]["output"]), "", f"{e['label']}:", block(p["output"]), ""]
-    lines += ["", "## Most frequent failures", ""]
+    return lines
+
+
+def failures_section(entries):
+    """Each model's failure categories, most frequent first, with the shortest example of each."""
+    lines = ["", "## Most frequent failures", ""]
     for e in [e for e in entries if e["preds"]]:
         wrong = Counter(r["category"] for r in e["preds"].values() if r["category"] != "correct")
         lines.append(f"### {e['label']}\n")
@@ -819,8 +850,11 @@ def compare(runs, args):
             ex = min((r for r in e["preds"].values() if r["category"] == cat), key=lambda r: (len(r["output"]), r["id"]))
             lines += [f"- **{CATEGORY_NAMES[cat]}**: {k} of {len(e['preds'])} problems. Shortest example, {ex['id']} (gold {ex['gold']}):", "",
                       block(ex["output"]), ""]
+    return lines
 
-    # charts
+
+def draw_charts(out, entries, teachers, unplaced):
+    """The report's four SVG charts, written into out (the drawing is charts.py's); returns the training curves' section."""
     pts = [e for e in entries if e["m"]["latency_ms_median"] is not None]
     best = max(teachers, key=lambda t: t["em"], default=None)
     top = (f"best teacher ({best['label']})", best["em"]) if best else None
@@ -835,10 +869,7 @@ def compare(runs, args):
     logs = {e["run"]: (e["mode"], read_log(e["run"])) for e in entries}
     svg_chart(out / "train_loss.svg", "Training loss", "step", "loss", [(mode, loss, None) for mode, (loss, _) in logs.values()])
     svg_chart(out / "val_em.svg", "Validation exact match during training", "step", "exact match", [(mode, em, None) for mode, (_, em) in logs.values()])
-    lines += ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
-    data.write_atomic(out / "report.md", "\n".join(lines))
-    print(f"wrote {out / 'report.md'} and 4 charts beside it")
-    return out / "report.md"
+    return ["## Training curves", "", "![training loss](train_loss.svg)", "", "![validation exact match](val_em.svg)", ""]
 
 
 # train.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)

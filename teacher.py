@@ -3,7 +3,7 @@ The teacher: chain-of-thought traces for GSM8K from a large LLM behind an OpenAI
 chat completions endpoint (OpenAI, vLLM, llama.cpp's server, Ollama, most hosted models),
 spoken to with `requests` alone.
 
-Every reply is normalized into the project's trace format (see data.py) and checked before
+Every reply is normalized into the project's trace format (see traces.py) and checked before
 it is kept: it parses, its final answer is the GSM8K label, every equation in it holds, and
 it was not cut off. Output is append-only JSONL flushed line by line, so a killed run loses
 nothing and rerunning the same command resumes where it stopped.
@@ -37,7 +37,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import ANNOTATION, check_trace, extract_answer, iter_body, load_gsm8k, normalize_number, reference_to_trace, trace_verdict, write_atomic
+from data import extract_answer, iter_body, load_gsm8k, write_atomic
+from traces import check_trace, normalize_reply, reference_to_trace, validate_trace
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later
@@ -85,92 +86,6 @@ def build_messages(question, shots):
     for q, trace in shots:
         messages += [{"role": "user", "content": q}, {"role": "assistant", "content": trace}]
     return messages + [{"role": "user", "content": question}]
-
-
-# -----------------------------------------------------------------------------
-# Replies: normalized into the trace format, then judged
-
-ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?|-?\.\d+)",
-                           re.IGNORECASE)
-
-
-def tidy_note(m):
-    """
-    One <<expr=result>> calculator note (and the number written after it) made ready for
-    reference_to_trace, for notes that models sampled with a calculator wrote: a result printed
-    as a float's full repr is rounded to 6 decimals (17.142857142857142 claims 15 exact decimals,
-    and the checker holds a claim to the decimals it shows), and another number written after
-    the note is kept apart from its result (else '<<9300/125=74.4>>74' becomes '= 74.474').
-    Example: tidy_note(re.match(r"<<(.*)=(.*)>>(\\d+)?", "<<120/7=17.142857142857142>>17")) == "<<120/7=17.142857>> 17"
-    """
-    expr, result, shown = m.group(1), m.group(2), m.group(3)
-    same = shown is not None and normalize_number(shown) == normalize_number(result)
-    if re.fullmatch(r"\s*-?\d+\.\d{10,}\s*", result):
-        result = f"{float(result):.6f}".rstrip("0").rstrip(".")
-    return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
-
-
-def normalize_reply(text):
-    """
-    A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
-    LaTeX dropped, x × ÷ − written * / -, one step per line without stray whitespace, and a closing
-    "The answer is N" (or \\boxed{N}) turned into '#### N' when it is the only answer the reply
-    states. Whatever follows the '#### N' line is dropped.
-    Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
-    """
-    t = text.replace("\r\n", "\n")
-    if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
-        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
-        t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
-    # \frac{a}{b} -> (a / b), whole, so '27 \div \frac{3}{4}' stays 27 / (3 / 4); inner fractions first
-    frac = r"\\frac\{([^{}]*)\}\{([^{}]*)\}"
-    while re.search(frac, t):
-        t = re.sub(frac, lambda m: "(" + " / ".join(x.strip() if re.fullmatch(r"[\d.,]+|\(.*\)", x.strip()) else f"({x.strip()})"
-                                                     for x in m.groups()) + ")", t)
-    t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
-    for a, b in [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"), ("$$", ""),
-                 ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("×", "*"), ("÷", "/"), ("⋅", "*"),
-                 ("−", "-"), ("\u00a0", " "), ("**", ""), ("__", ""), ("`", "")]:
-        t = t.replace(a, b)
-    # the checker only sees * as multiplication: "3 x 4 = 12" would escape it, false or not
-    t = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])", " * ", t)
-    boxed = [normalize_number(b) for b in re.findall(r"\\boxed\{([^{}]*)\}", t)]  # how math-tuned models answer
-    t = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", t)
-    # "... 72 clips. #### 72" -> its own line; a '####' before words is a markdown heading, not an answer
-    t = re.sub(r"[ \t]*####[ \t]*(?=-?\$?\s*\.?\d)", "\n#### ", t)
-    lines = []
-    for line in t.split("\n"):
-        line = re.sub(r"^\s*(?:####(?!\s*-?\$?\s*\.?\d)|#{1,3}(?!#)|#{5,6}|>|[-*+](?=\s)|\d+[.)](?=\s))", "",
-                      line)  # headings, quotes, lists
-        line = re.sub(r"\s+", " ", line).strip()
-        if line:
-            lines.append(line)
-    final = next((i for i, line in enumerate(lines) if line.startswith("####")), None)
-    if final is not None:
-        answer = extract_answer(lines[final])
-        return "\n".join(lines[:final] + [f"#### {answer}" if answer is not None else lines[final]])
-    # no '####': take a closing "The answer is N" (or \boxed{N}) only if every stated answer agrees
-    stated = {normalize_number(m.group(1)) for m in ANSWER_PHRASE.finditer("\n".join(lines))} | set(boxed)
-    m = ANSWER_PHRASE.search(lines[-1]) if lines else None
-    if (m or boxed) and len(stated) == 1 and None not in stated:
-        answer = stated.pop()
-        rest = lines[-1][:m.start()] + lines[-1][m.end():] if m else lines[-1]
-        if not re.search(r"\d", rest) or normalize_number(lines[-1]) == answer:  # the line said nothing else
-            lines = lines[:-1]
-        return "\n".join(lines + [f"#### {answer}"])
-    return "\n".join(lines)
-
-
-def judge(text, finish_reason, gold, min_equations=1):
-    """
-    Normalize a reply and decide whether to keep it: (trace, None) if accepted, else
-    (trace, reason) with reason one of truncated, unparsed, wrong_answer, false_equation, no_equation.
-    Example: judge("2 + 2 = 5\\n#### 5", "stop", "5") == ("2 + 2 = 5\\n#### 5", "false_equation")
-    """
-    trace = normalize_reply(text)
-    if finish_reason == "length":  # a cut-off reply may still end in a number: never trust it
-        return trace, "truncated"
-    return trace, trace_verdict(trace, gold, min_equations)  # the checks train.py --traces applies too
 
 
 # -----------------------------------------------------------------------------
@@ -494,7 +409,7 @@ def solve(p, have, args, client, ledger, shots):
         except RequestFailed as e:
             record_failure(e, args, client, ledger)
             continue
-        trace, reason = judge(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
+        trace, reason = validate_trace(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
         if reason is None and trace in seen:
             reason = "duplicate"
         row = None
@@ -534,15 +449,53 @@ def run_teacher(args, problems, client, shots):
     Example: run_teacher(args, load_gsm8k("train")[:10], client, shots)["total"]["cost_usd"]  # args: see main()
     """
     out, work, need = Path(args.out), (ask_once if args.eval else solve), (1 if args.eval else args.samples)
-    have = {}
-    for row in read_rows(out, repair=True):
-        if row.get("model") != args.model:  # two models' traces in one file could never be told apart
-            raise ValueError(f"{out} holds output of {row.get('model') or row.get('source')!r}, not {args.model!r}: "
-                             f"pass another --out")
-        have.setdefault(row["id"], []).append(row.get("trace", row.get("output")))
+    have = outputs_so_far(out, args.model)
     todo = [p for p in problems if len(have.get(p.id, [])) < need]
     print(f"{len(problems) - len(todo)} of {len(problems)} problems already done in {out}, asking about {len(todo)}")
-    ledger, status, error = Ledger(out), "done", None
+    ledger = Ledger(out)
+    status, error = ask_all(todo, have, work, args, client, ledger, shots)
+    rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
+    n_done, ids = Counter(r["id"] for r in rows), {p.id for p in problems}
+    before = previous_totals(summary_path)
+    this_run = ledger.counts(args.price_in, args.price_out)
+    succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
+    status, error = run_status(status, error, ledger, succeeded, todo, this_run, args)
+    summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
+               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems),
+               "asked": len(todo), "succeeded": succeeded}
+    if args.eval:
+        summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
+    else:
+        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
+                        "problems_without_trace": sum(n_done[i] == 0 for i in ids),
+                        "samples": args.samples, "temperature": args.temperature})
+    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
+    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def outputs_so_far(out, model):
+    """
+    The outputs already in the file out, by problem id (a run resumes from them); output of another
+    model is an error: two models' traces in one file could never be told apart.
+    Example: have = outputs_so_far(Path("traces/gpt-4o-train.jsonl"), "gpt-4o")
+    """
+    have = {}
+    for row in read_rows(out, repair=True):
+        if row.get("model") != model:
+            raise ValueError(f"{out} holds output of {row.get('model') or row.get('source')!r}, not {model!r}: "
+                             f"pass another --out")
+        have.setdefault(row["id"], []).append(row.get("trace", row.get("output")))
+    return have
+
+
+def ask_all(todo, have, work, args, client, ledger, shots):
+    """
+    Run work on every problem of todo on --workers threads, printing progress every 30 s; returns
+    (status, error): done, interrupted (Ctrl-C) or stopped (an error no retry can pass). The ledger is closed after.
+    Example: status, error = ask_all(todo, have, solve, args, client, Ledger(out), shots)
+    """
+    status, error = "done", None
     pool = ThreadPoolExecutor(args.workers)
     futures = [pool.submit(work, p, have.get(p.id, []), args, client, ledger, shots) for p in todo]
     try:
@@ -563,17 +516,29 @@ def run_teacher(args, problems, client, shots):
         client.stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         ledger.close()
-    rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
-    n_done, ids = Counter(r["id"] for r in rows), {p.id for p in problems}
-    try:  # a run killed before it could write its summary is missing from the totals
+    return status, error
+
+
+def previous_totals(summary_path):
+    """
+    The totals over earlier runs that the summary file holds, {} if none (a run killed before it
+    could write its summary is missing from the totals).
+    Example: before = previous_totals(Path("traces/gpt-4o-train.jsonl.summary.json"))
+    """
+    try:
         before = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.exists() else {}
     except ValueError:
         before = {}
-    before = before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
-    this_run = ledger.counts(args.price_in, args.price_out)
-    # a dead server, replies that never parse, a teacher whose every reply is rejected: none of
-    # that may pass for success, so too few problems with a new line is a failed run
-    succeeded = sum(n_done[p.id] > len(have.get(p.id, [])) for p in todo)
+    return before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
+
+
+def run_status(status, error, ledger, succeeded, todo, this_run, args):
+    """
+    (status, error) of a run that asked about every problem: failed when its last requests all
+    failed, or when fewer than --min-success of the problems asked got a new line. A dead server,
+    replies that never parse, a teacher whose every reply is rejected: none of that may pass for success.
+    Example: status, error = run_status("done", None, ledger, 0, todo, ledger.counts(0, 0), args)
+    """
     if status == "done" and ledger.failed_in_a_row >= 2 * args.workers:
         status, error = "failed", (
             f"the last {ledger.failed_in_a_row} requests all failed after their retries (failed attempts: "
@@ -584,18 +549,7 @@ def run_teacher(args, problems, client, shots):
             f"{succeeded} of {len(todo)} problems asked got {'a reply' if args.eval else 'a trace kept'} (--min-success "
             f"{args.min_success}); failed attempts: {this_run['failed_attempts'] or 'none'}; rejections: "
             f"{this_run['rejections'] or 'none'}; check the server at {scrub_url(args.base_url)}, then rerun to resume")
-    summary = {"mode": "eval" if args.eval else "generate", "status": status, "error": error, "model": args.model,
-               "base_url": scrub_url(args.base_url), "split": args.split, "out": str(out), "problems": len(problems),
-               "asked": len(todo), "succeeded": succeeded}
-    if args.eval:
-        summary.update({**eval_scores(rows, args.price_in, args.price_out), "missing": len(ids - set(n_done))})
-    else:
-        summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
-                        "problems_without_trace": sum(n_done[i] == 0 for i in ids),
-                        "samples": args.samples, "temperature": args.temperature})
-    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
-    write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
-    return summary
+    return status, error
 
 
 def eval_scores(rows, price_in=0.0, price_out=0.0):

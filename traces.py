@@ -1,4 +1,16 @@
 """
+Everything about a reasoning trace, in the order a reader needs it:
+
+    safe arithmetic      safe_eval, ArithmeticParser: + - * / ( ) % over exact fractions; text is never executed
+    the trace format     reference_to_trace, equations_only: one step per line, '#### <answer>' last
+    the checker          find_equations, check_trace, trace_verdict: does every equation hold?
+    a teacher's reply    normalize_reply, validate_trace: an LLM's text into the trace format, kept or why not
+    the calculator       Calculator: decoding writes the result after 'a * b ='
+    tasks                task_prefix, ways_to_ask, decode_budget: what a model is asked, how long it may answer
+    training targets     answer_target, cot_target, filler_target, shuffled_target, mixed_targets: what it learns to write
+    scoring              exact_match, arithmetic_error_rate, step_correctness: a student's output, graded
+    re-instantiation     Program, variants: new numbers for a checked trace (below)
+
 Re-instantiation: every checked trace is a program over its question's numbers.
 
 Each equation's operands come from the question's numbers, from earlier results, or are constants
@@ -45,11 +57,652 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import data
+from data import NUMBER, extract_answer, format_number, normalize_number
+
+# -----------------------------------------------------------------------------
+# Safe arithmetic: a recursive-descent parser over exact fractions; text is never executed
+
+MAX_EXPR_CHARS = 200       # longer text is not arithmetic we accept
+MAX_MAGNITUDE = 10 ** 15   # any intermediate value beyond this is rejected
+TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
+
+
+class ArithmeticError_(ValueError):
+    """Raised for anything that is not a small, well-formed arithmetic expression."""
+
+
+def safe_eval(expr):
+    """
+    Evaluate + - * / with parentheses, decimals, unary minus, postfix % and implicit products
+    next to parentheses exactly.
+    Example: safe_eval("16 - 3 - 4") == Fraction(9)
+    """
+    return evaluate_tokens(arithmetic_tokens(expr))
+
+
+def arithmetic_tokens(expr):
+    """
+    The tokens of an arithmetic expression: Fractions and the characters + - * / ( ) %.
+    Example: arithmetic_tokens("$1,200 * 3") == [Fraction(1200), "*", Fraction(3)]
+    """
+    expr = expr.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
+    if len(expr) > MAX_EXPR_CHARS:
+        raise ArithmeticError_(f"expression longer than {MAX_EXPR_CHARS} characters")
+    tokens = []
+    for num, op in TOKEN.findall(expr):
+        if num:
+            tokens.append(Fraction(num))
+        elif op.strip():
+            if op not in "+-*/()%":
+                raise ArithmeticError_(f"unexpected {op!r}")
+            tokens.append(op)
+    return tokens
+
+
+def evaluate_tokens(tokens):
+    """
+    The exact value of arithmetic_tokens' output; see safe_eval.
+    Example: evaluate_tokens([Fraction(2), "*", "(", Fraction(3), "+", Fraction(4), ")"]) == Fraction(14)
+    """
+    if not tokens:
+        raise ArithmeticError_("empty expression")
+    parser = ArithmeticParser(tokens)
+    value = parser.expression(0)
+    if parser.pos != len(tokens):
+        raise ArithmeticError_(f"unexpected {tokens[parser.pos]!r}")
+    return value
+
+
+def within_magnitude(x):
+    """x itself, if it is not beyond MAX_MAGNITUDE: every intermediate value is held to it."""
+    if abs(x) > MAX_MAGNITUDE:
+        raise ArithmeticError_("number too large")
+    return x
+
+
+class ArithmeticParser:
+    """
+    A recursive-descent parser over arithmetic tokens, one method per level of precedence, loosest
+    first: expression (+ -), term (* / and implicit products), unary (signs, postfix %), primary
+    (a number, or an expression in parentheses). Each returns the exact value of what it read.
+    Example: ArithmeticParser([Fraction(1), "+", Fraction(2), "*", Fraction(3)]).expression(0) == Fraction(7)
+    """
+
+    def __init__(self, tokens):
+        self.tokens, self.pos = tokens, 0
+
+    def peek(self):
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+
+    def take(self):
+        self.pos += 1
+        return self.tokens[self.pos - 1]
+
+    def implicit_product(self):  # "2(3 + 4)", "(1/2)(20)", "(1/4)24": written by teachers, read as products
+        return self.peek() == "(" or (self.pos > 0 and self.tokens[self.pos - 1] == ")" and isinstance(self.peek(), Fraction))
+
+    def expression(self, depth):
+        if depth > 20:
+            raise ArithmeticError_("nested too deeply")
+        x = self.term(depth)
+        while self.peek() in ("+", "-"):
+            x = within_magnitude(x + self.term(depth) if self.take() == "+" else x - self.term(depth))
+        return x
+
+    def term(self, depth):
+        x = self.unary(depth)
+        while self.peek() in ("*", "/") or self.implicit_product():
+            if self.implicit_product() or self.take() == "*":
+                x = within_magnitude(x * self.unary(depth))
+            else:
+                d = self.unary(depth)
+                if d == 0:
+                    raise ArithmeticError_("division by zero")
+                x = within_magnitude(x / d)
+        return x
+
+    def unary(self, depth):
+        if self.peek() in ("+", "-"):
+            return -self.unary(depth) if self.take() == "-" else self.unary(depth)
+        x = self.primary(depth)
+        while self.peek() == "%":
+            self.take()
+            x = x / 100
+        return x
+
+    def primary(self, depth):
+        t = self.take() if self.pos < len(self.tokens) else None
+        if isinstance(t, Fraction):
+            return within_magnitude(t)
+        if t == "(":
+            x = self.expression(depth + 1)
+            if self.pos >= len(self.tokens) or self.take() != ")":
+                raise ArithmeticError_("unbalanced parentheses")
+            return x
+        raise ArithmeticError_(f"expected a number, got {t!r}")
+
+
+# -----------------------------------------------------------------------------
+# The trace format: one step per line, each computation an explicit equation
+# ("16 - 3 - 4 = 9"), and a last line "#### <answer>". Every source of reasoning (the GSM8K
+# reference, the LLM teacher, the student) is written in it, so one checker serves them all.
+
+ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>=]*)>>")
+# what a writer may have put before an annotation: "0.2 x 50 = $" (arithmetic, then '=')
+WRITTEN_LHS = re.compile(r"[\d$(.\-][\d\s.,$+\-*/x×()%]*=\s*\$?\s*$")
+SHOWN_RESULT = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?|\$?\.\d+")
+
+
+def format_expression(expr):
+    """Spaces around binary operators: '16-3-4' -> '16 - 3 - 4', '-2*(3+1)' -> '-2 * (3 + 1)'."""
+    out, prev = [], None
+    for num, op in TOKEN.findall(expr):
+        tok = num or op.strip()
+        if not tok:
+            continue
+        binary = tok in "+-*/" and prev is not None and (prev[-1].isdigit() or prev in ")%")
+        if tok == "+" and not binary:  # a unary plus says nothing
+            continue
+        out.append(f" {tok} " if binary else tok)
+        prev = tok
+    return "".join(out).strip()
+
+
+def numbers_of(text):
+    """The numbers written in text, normalized, signs left out. Example: numbers_of("$1,200 * 3") == ["1200", "3"]"""
+    return [normalize_number(n) for n in NUMBER.findall(text)]
+
+
+def written_lhs_with_units(before, expr):
+    """
+    The writer's own equation before an annotation when units stand between its numbers
+    ("30 dogs * 1/5 = <<30*1/5=6>>"): the match from the annotation's first number to the '=',
+    if it holds the annotation's numbers in order within one sentence, else None. Without
+    it the trace would read "30 dogs * 30 * 1 / 5 = 6".
+    Example: written_lhs_with_units("milk: 16 gallons * 1/4 = ", "16*1/4").group() == "16 gallons * 1/4 = "
+    """
+    numbers = numbers_of(expr)
+    if not numbers or not before.rstrip(" $").endswith("="):
+        return None
+    for m in reversed(list(re.finditer(r"(?<![\d.,])" + re.escape(NUMBER.findall(expr)[0]) + r"(?![\d])", before))):
+        seg = before[m.start():]
+        if re.search(r"[:;!?]|\.\s", seg):
+            return None
+        if numbers_of(seg) == numbers:
+            start = m.start()
+            # "($600 * 2)/day", "-14 + (-8)": the bracket and the sign are the writer's too
+            while start > 0 and (before[start - 1] in "($" or before[start - 1] == "-" == expr.lstrip()[0]):
+                start -= 1
+            return re.compile(r".*", re.S).match(before, start)
+    return None
+
+
+def reference_to_trace(solution):
+    """
+    A GSM8K reference solution in the trace format: each <<a*b=c>> annotation becomes the
+    written equation 'a * b = c' (replacing the writer's own arithmetic before it, if any),
+    so no computation is lost and every one can be checked.
+    Example: reference_to_trace("She has 3+4 = <<3+4=7>>7 pens.\\n#### 7") == "She has 3 + 4 = 7 pens.\\n#### 7"
+    """
+    body, _, final = solution.rpartition("####")
+    lines = []
+    for line in body.strip().split("\n"):
+        out, rest = "", line
+        while (m := ANNOTATION.search(rest)):
+            before, after = rest[:m.start()], rest[m.end():]
+            expr, result = m.group(1).replace("//", "/"), m.group(2).strip()
+            lhs = WRITTEN_LHS.search(before)
+            if not lhs or numbers_of(lhs.group()) != numbers_of(expr):
+                lhs = written_lhs_with_units(before, expr) or lhs
+            if lhs and re.search(r"[+\-*/x×]", lhs.group().rstrip("= $")):
+                before = before[:lhs.start()]
+            elif before:
+                before = before.rstrip(" $")
+                if before.endswith("-") and expr.lstrip().startswith("-"):  # "-<<-14+-8=-22>>": one sign
+                    before = before[:-1]
+                before = before + " " if before else ""
+            shown = SHOWN_RESULT.match(after)
+            if shown and normalize_number(shown.group()) == normalize_number(result):
+                after = after[shown.end():]
+            out += f"{before}{format_expression(expr)} = {result}"
+            rest = after
+        line = re.sub(r"\s+", " ", out + rest).strip()
+        if line:
+            lines.append(line)
+    return "\n".join(lines + [f"#### {normalize_number(final) or final.strip()}"])
+
+
+# the number just right of an '='
+EQ_RHS = re.compile(r"\s*\$?\s*((?:-?\d+(?:,\d{3})*(?:\.\d+)?|-?\.\d+)%?)(?![\d,]\d|\d|\.\d|\s*[-+*/(]\s*[\d.($])")
+ARITHMETIC_CHARS = frozenset("0123456789 \t.,$+-*/()%")  # what an expression left of '=' is made of
+EXPRESSION_START = frozenset("0123456789.(-")            # what its first character may be
+UNREADABLE = "?"  # Step.value of an expression that cannot be read whole
+
+
+@dataclass
+class Step:
+    line: int        # 0-based line of the trace
+    expression: str  # the arithmetic left of '='
+    claimed: str     # the number written right of '='
+    value: str       # what the expression really is (normalized), UNREADABLE if it cannot be read whole
+    ok: bool         # the equation holds (exactly, or to the decimals the writer kept); never if unreadable
+
+
+def holds(value, claimed):
+    """
+    claimed equals value exactly, or is value rounded to the decimals claimed shows.
+    Example: holds(Fraction(10, 3), "3.33") and not holds(Fraction(10, 3), "3")
+    """
+    if claimed.endswith("%"):  # "40% + 20% = 60%" and "75 / 100 * 100 = 75%" are both written
+        return holds(value * 100, claimed[:-1]) or holds(value, claimed[:-1])
+    c = Fraction(claimed.replace(",", ""))
+    if c == value:
+        return True
+    decimals = len(claimed.split(".")[1]) if "." in claimed else 0
+    return decimals > 0 and abs(value - c) <= Fraction(1, 2 * 10 ** decimals)
+
+
+def arithmetic_before(text):
+    """
+    The arithmetic that text ends with (text being what stands left of an '='), and its value;
+    the value is None when the arithmetic cannot be read whole, and the result is None when
+    there is no arithmetic (no operator). Linear in the length of text.
+    The run of arithmetic characters may start inside a sentence ("On day 2, 3 + 4"): it is cut
+    where two numbers stand side by side with no operator between them. It is never cut into
+    an operator: reading a suffix of "12 + 12 + ... + 12" would check a different sum. What
+    is glued to a word or symbol ("1e3 * 2", "2^3 + 1", "x + 3") cannot be read whole either.
+    Example: arithmetic_before("On day 2, 3 + 4 ") == ("3 + 4", Fraction(7))
+    """
+    # scan back over arithmetic characters; the scan stops at the previous '=', so all the
+    # scans of one line together read each character once
+    i = len(text)
+    while i > 0 and text[i - 1] in ARITHMETIC_CHARS:
+        i -= 1
+    run = text[i:]
+    start = next((k for k, ch in enumerate(run) if ch in EXPRESSION_START and run[k:k + 2] not in (". ", ".")), len(run))
+    lead, words = run[:start], run[start:].split()
+    if not words:
+        return None
+    # two operands side by side ("2, 3 + 4") end the prose before the expression
+    cut = max((k for k in range(1, len(words)) if words[k - 1][-1] in "0123456789),%."
+               and (words[k][0] in "0123456789.($" or re.match(r"-\d", words[k]))), default=0)
+    expr = " ".join(words[cut:])
+    # parentheses of the prose around the expression: "(3 + 4 = 7)", "(so 3 + 4) = 7"
+    while expr.startswith("(") and expr.count("(") > expr.count(")"):
+        expr = expr[1:].lstrip()
+    while expr.endswith(")") and expr.count(")") > expr.count("("):
+        expr = expr[:-1].rstrip()
+    # "x + 3", "1e3 * 2", "5x3 + 2", "2^3 + 1": the expression goes on into something we cannot
+    # read. A word glued on ("spends25 * 4", a GSM8K typo) is only a missing space.
+    word_before = re.search(r"\w*$", text[:i]).group()
+    glued = cut == 0 and (re.search(r"[+*/]", lead) or (not lead and (text[i - 1:i] in ("^", "!") or
+                                                         len(word_before) == 1 or re.search(r"\d", word_before))))
+    if not (glued or re.search(r"\d\s*[-+*/%]|[)%]\s*[-+*/]", expr)):
+        return None
+    if glued:  # shown whole, so that it stays unreadable wherever it is copied
+        return (re.search(r"\S*$", text[:i]).group() + run).strip(), None
+    try:
+        return expr, safe_eval(expr)
+    except ArithmeticError_:
+        return expr, None
+
+
+def find_equations(trace):
+    """
+    Every 'arithmetic = number' in a trace, evaluated. An expression needs an operator; one that
+    cannot be read whole is a step that does not hold (value UNREADABLE), never a true one.
+    Example: [s.ok for s in find_equations("3 * 4 = 12 apples\\n12 - 2 = 11")] == [True, False]
+    """
+    steps = []
+    for i, line in enumerate(trace.split("\n")):
+        if line.startswith("####"):
+            continue
+        for m in re.finditer("=", line):
+            lhs, rhs = arithmetic_before(line[:m.start()]), EQ_RHS.match(line, m.end())
+            if lhs and rhs:
+                expr, value = lhs
+                if value is None:
+                    steps.append(Step(i, expr, rhs.group(1), UNREADABLE, False))
+                else:
+                    steps.append(Step(i, expr, rhs.group(1), format_number(value), holds(value, rhs.group(1))))
+    return steps
+
+
+TRACE_FORMATS = ("steps", "equations")  # what a reasoning target holds (train.py --trace-format)
+
+
+def equations_only(trace):
+    """
+    A trace cut down to its equations, one per line, and its answer line: the arithmetic
+    without the words around it (train.py's default --trace-format, for teacher traces as for
+    the reference solutions).
+    Example: equations_only("She has 3 + 4 = 7 pens.\\nSo 7 * 2 = 14 in all.\\n#### 14") == "3 + 4 = 7\\n7 * 2 = 14\\n#### 14"
+    """
+    last = trace.strip().split("\n")[-1]
+    lines = [f"{s.expression} = {s.claimed}" for s in find_equations(trace)]
+    return "\n".join(lines + ([last] if last.startswith("####") else []))
+
+
+def check_trace(trace):
+    """
+    Step-by-step check of a trace: the equations and whether each holds (n_wrong counts the
+    unreadable among them), the final answer, and whether the trace is well formed (ends with
+    '#### <number>').
+    Example: check_trace("2 + 2 = 5\\n#### 5")["all_hold"] is False
+    """
+    steps = find_equations(trace)
+    last = trace.strip().split("\n")[-1] if trace.strip() else ""
+    return {"steps": steps, "n_steps": len(steps), "n_wrong": sum(not s.ok for s in steps),
+            "n_unreadable": sum(s.value == UNREADABLE for s in steps),
+            "all_hold": all(s.ok for s in steps), "answer": extract_answer(trace),
+            "well_formed": last.startswith("####") and extract_answer(last) is not None}
+
+
+
+def trace_verdict(trace, gold, min_equations=1):
+    """
+    Why a trace must not be trained on, or None if it may: the teacher's checks (validate_trace)
+    for a trace already normalized. unparsed: no '#### <number>' last line; wrong_answer: not
+    the GSM8K label; false_equation: an equation does not hold; no_equation: fewer than
+    min_equations checkable equations (arithmetic in prose can be neither checked nor learned).
+    Example: trace_verdict("2 + 2 = 5\\n#### 5", "5") == "false_equation"
+    """
+    c = check_trace(trace)
+    if not c["well_formed"]:
+        return "unparsed"
+    if c["answer"] != gold:
+        return "wrong_answer"
+    if not c["all_hold"]:
+        return "false_equation"
+    if c["n_steps"] < min_equations:
+        return "no_equation"
+    return None
+
+
+# -----------------------------------------------------------------------------
+# A teacher's reply: normalized into the trace format, then validated
+
+ANSWER_PHRASE = re.compile(r"\banswer\s*(?:is|was|would be|will be|:|=)\s*:?\s*\$?\s*(-?\d[\d,]*(?:\.\d+)?|-?\.\d+)",
+                           re.IGNORECASE)
+
+
+def tidy_note(m):
+    """
+    One <<expr=result>> calculator note (and the number written after it) made ready for
+    reference_to_trace, for notes that models sampled with a calculator wrote: a result printed
+    as a float's full repr is rounded to 6 decimals (17.142857142857142 claims 15 exact decimals,
+    and the checker holds a claim to the decimals it shows), and another number written after
+    the note is kept apart from its result (else '<<9300/125=74.4>>74' becomes '= 74.474').
+    Example: tidy_note(re.match(r"<<(.*)=(.*)>>(\\d+)?", "<<120/7=17.142857142857142>>17")) == "<<120/7=17.142857>> 17"
+    """
+    expr, result, shown = m.group(1), m.group(2), m.group(3)
+    same = shown is not None and normalize_number(shown) == normalize_number(result)
+    if re.fullmatch(r"\s*-?\d+\.\d{10,}\s*", result):
+        result = f"{float(result):.6f}".rstrip("0").rstrip(".")
+    return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
+
+
+def normalize_reply(text):
+    """
+    A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
+    LaTeX dropped, x × ÷ − written * / -, one step per line without stray whitespace, and a closing
+    "The answer is N" (or \\boxed{N}) turned into '#### N' when it is the only answer the reply
+    states. Whatever follows the '#### N' line is dropped.
+    Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
+    """
+    t = text.replace("\r\n", "\n")
+    if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
+        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
+        t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
+    # \frac{a}{b} -> (a / b), whole, so '27 \div \frac{3}{4}' stays 27 / (3 / 4); inner fractions first
+    frac = r"\\frac\{([^{}]*)\}\{([^{}]*)\}"
+    while re.search(frac, t):
+        t = re.sub(frac, lambda m: "(" + " / ".join(x.strip() if re.fullmatch(r"[\d.,]+|\(.*\)", x.strip()) else f"({x.strip()})"
+                                                     for x in m.groups()) + ")", t)
+    t = re.sub(r"\\(?:text|mathrm)\{([^{}]*)\}", r"\1", t)
+    for a, b in [("\\times", "*"), ("\\cdot", "*"), ("\\div", "/"), ("\\$", "$"), ("\\%", "%"), ("$$", ""),
+                 ("\\(", ""), ("\\)", ""), ("\\[", ""), ("\\]", ""), ("×", "*"), ("÷", "/"), ("⋅", "*"),
+                 ("−", "-"), ("\u00a0", " "), ("**", ""), ("__", ""), ("`", "")]:
+        t = t.replace(a, b)
+    # the checker only sees * as multiplication: "3 x 4 = 12" would escape it, false or not
+    t = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d($])", " * ", t)
+    boxed = [normalize_number(b) for b in re.findall(r"\\boxed\{([^{}]*)\}", t)]  # how math-tuned models answer
+    t = re.sub(r"\\boxed\{([^{}]*)\}", r"\1", t)
+    # "... 72 clips. #### 72" -> its own line; a '####' before words is a markdown heading, not an answer
+    t = re.sub(r"[ \t]*####[ \t]*(?=-?\$?\s*\.?\d)", "\n#### ", t)
+    lines = []
+    for line in t.split("\n"):
+        line = re.sub(r"^\s*(?:####(?!\s*-?\$?\s*\.?\d)|#{1,3}(?!#)|#{5,6}|>|[-*+](?=\s)|\d+[.)](?=\s))", "",
+                      line)  # headings, quotes, lists
+        line = re.sub(r"\s+", " ", line).strip()
+        if line:
+            lines.append(line)
+    final = next((i for i, line in enumerate(lines) if line.startswith("####")), None)
+    if final is not None:
+        answer = extract_answer(lines[final])
+        return "\n".join(lines[:final] + [f"#### {answer}" if answer is not None else lines[final]])
+    # no '####': take a closing "The answer is N" (or \boxed{N}) only if every stated answer agrees
+    stated = {normalize_number(m.group(1)) for m in ANSWER_PHRASE.finditer("\n".join(lines))} | set(boxed)
+    m = ANSWER_PHRASE.search(lines[-1]) if lines else None
+    if (m or boxed) and len(stated) == 1 and None not in stated:
+        answer = stated.pop()
+        rest = lines[-1][:m.start()] + lines[-1][m.end():] if m else lines[-1]
+        if not re.search(r"\d", rest) or normalize_number(lines[-1]) == answer:  # the line said nothing else
+            lines = lines[:-1]
+        return "\n".join(lines + [f"#### {answer}"])
+    return "\n".join(lines)
+
+
+def validate_trace(text, finish_reason, gold, min_equations=1):
+    """
+    Normalize a reply and decide whether to keep it: (trace, None) if accepted, else
+    (trace, reason) with reason one of truncated, unparsed, wrong_answer, false_equation, no_equation.
+    Example: validate_trace("2 + 2 = 5\\n#### 5", "stop", "5") == ("2 + 2 = 5\\n#### 5", "false_equation")
+    """
+    trace = normalize_reply(text)
+    if finish_reason == "length":  # a cut-off reply may still end in a number: never trust it
+        return trace, "truncated"
+    return trace, trace_verdict(trace, gold, min_equations)  # the checks train.py --traces applies too
+
+
+# -----------------------------------------------------------------------------
+# Calculator: the model writes "48 / 2 =", the evaluator writes " 24"
+
+
+class Calculator:
+    """
+    Calculator-augmented decoding (as in the GSM8K paper): when a sequence has just written
+    '=' after arithmetic in its current step, the expression is computed with safe_eval and
+    the result's tokens are returned to be forced into that sequence. Counts how often it fired.
+    Example: calc = Calculator(tok); model.generate(src, 256, calculator=calc); calc.fired
+    """
+
+    def __init__(self, tokenizer):
+        self.tok = tokenizer
+        self.trigger_ids = {i for i in range(tokenizer.vocab_size) if tokenizer.piece(i).endswith("=")}
+        self.fired = 0
+
+    def __call__(self, tokens):
+        text = self.tok.decode(tokens)
+        line = text.rsplit("\n", 1)[-1]
+        lhs = arithmetic_before(line[:-1]) if line.endswith("=") else None  # the checker's own rule
+        if lhs is None or lhs[1] is None:  # nothing to compute, or nothing it can read whole
+            return []
+        value = lhs[1]
+        # tokenize the line with its result, so the pieces are the ones training text had
+        full = self.tok.encode(text + " " + format_number(value, 2))
+        if full[:len(tokens)] != list(tokens):
+            return []
+        self.fired += 1
+        return full[len(tokens):]
+
+
+# -----------------------------------------------------------------------------
+# Tasks: what a model is asked to do, and how long it may answer
+
+
+def task_prefix(task):
+    """
+    What a multi-task model's output starts with to say which task it does. Decoding forces it
+    (model.generate's prefix), so the model cannot do the task it was not asked for: when the task
+    was a prefix of the question instead, our small students learned to ignore it and answered
+    directly when asked to reason ('#### N' beats the many ways a trace can start).
+    Example: task_prefix("cot") == "[cot]"; task_prefix(None) == ""
+    """
+    return "" if task is None else f"[{task}]"
+
+
+ANSWER_TOKENS = 24  # decoding budget when only '#### <answer>' is expected
+
+
+def ways_to_ask(mode):
+    """
+    The tasks a model trained in a mode is asked with: a mixed model both ways (by its task
+    prefix), every other model once, with no prefix (task None).
+    Example: ways_to_ask("mixed") == ["cot", "answer"]
+    """
+    return ["cot", "answer"] if mode == "mixed" else [None]
+
+
+def decode_budget(mode, task, reasoning_tokens):
+    """
+    New tokens to allow: a few for an answer-only model or task, the reasoning budget otherwise.
+    Example: decode_budget("answer", None, 512) == ANSWER_TOKENS
+    """
+    return ANSWER_TOKENS if "answer" in (mode, task) else reasoning_tokens
+
+
+# -----------------------------------------------------------------------------
+# Training targets: what the student learns to write, one function per mode (train.py --mode)
+#
+# A target is a list of text pieces that train.make_examples tokenizes one by one and joins, so
+# that a task prefix keeps its own tokens whatever follows it. Its last piece is the reasoning or
+# the answer: the part whose calculator results a calculator-aware loss skips.
+
+FILLER = "."  # the filler ablation's token; train.py writes it as the single '.' piece ('.' alone encodes as '▁' '.')
+
+
+def answer_target(answer, task=None):
+    """
+    The answer alone, '#### <answer>', behind the task prefix when the model is asked by task.
+    Example: answer_target("18") == ["#### 18"]; answer_target("18", "answer") == ["[answer]", "#### 18"]
+    """
+    return [task_prefix(task)] * (task is not None) + [f"#### {answer}"]
+
+
+def cot_target(trace, task=None):
+    """
+    The reasoning trace, then its answer line (the trace ends with it), behind the task prefix when asked by task.
+    Example: cot_target("3 * 6 = 18\n#### 18", "cot") == ["[cot]", "3 * 6 = 18\n#### 18"]
+    """
+    return [task_prefix(task)] * (task is not None) + [trace]
+
+
+def shuffled_target(trace, seed):
+    """
+    The same steps in a random order, the answer line kept last: the tokens without the structure.
+    Example: shuffled_target("1 + 1 = 2\n2 * 3 = 6\n#### 6", "1337-train-00001-0")
+    """
+    *steps, last = trace.split("\n")
+    random.Random(seed).shuffle(steps)
+    return ["\n".join(steps + [last])]
+
+
+def filler_target(answer, n):
+    """
+    n filler tokens, then '#### <answer>': about as much decoding as a trace, with nothing computed in it.
+    Example: filler_target("18", 3) == [".", ".", ".", "#### 18"]
+    """
+    return [FILLER] * n + answer_target(answer)
+
+
+def mixed_targets(answer, traces):
+    """
+    The mixed task: every trace behind '[cot]', and the answer alone behind '[answer]', so that one model
+    learns both and is asked either way (ways_to_ask).
+    Example: mixed_targets("6", ["2 * 3 = 6\n#### 6"]) == [("cot", ["[cot]", "2 * 3 = 6\n#### 6"]), ("answer", ["[answer]", "#### 6"])]
+    """
+    return [("cot", cot_target(t, "cot")) for t in traces] + [("answer", answer_target(answer, "answer"))]
+
+
+def training_targets(mode, answer, traces, seed, filler_tokens):
+    """
+    The (task, target) pairs one problem gives in a mode: one per trace of the problem (traces: its
+    list, None if it has none at all), and in answer mode one alone. seed names the problem's own
+    shuffle stream; filler_tokens: the filler's length.
+    Example: training_targets("cot", "6", ["2 * 3 = 6\n#### 6"], "1337-train-00001", 40) == [("cot", ["2 * 3 = 6\n#### 6"])]
+    """
+    if mode == "answer":
+        return [("answer", answer_target(answer))]
+    if traces is None:
+        return []
+    if mode == "mixed":
+        return mixed_targets(answer, traces)
+    if mode == "cot":
+        return [("cot", cot_target(t)) for t in traces]
+    if mode == "shuffled":
+        return [("cot", shuffled_target(t, f"{seed}-{k}")) for k, t in enumerate(traces)]
+    if mode == "filler":
+        return [("cot", filler_target(answer, filler_tokens)) for _ in traces]
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+# -----------------------------------------------------------------------------
+# Scoring a student's output
+
+
+def step_values(trace):
+    """The values a trace writes down as results of its equations, in order (normalized)."""
+    return [normalize_number(s.claimed) for s in check_trace(trace)["steps"]]
+
+
+def arithmetic_error_rate(outputs):
+    """
+    How much of the written arithmetic is false: equations that do not hold over all equations,
+    and problems with at least one false equation over all problems.
+    Example: arithmetic_error_rate(["2 + 2 = 5\\n#### 5", "#### 4"])["problem_error_rate"] == 0.5
+    """
+    checks = [check_trace(o) for o in outputs]
+    eqs, wrong = sum(c["n_steps"] for c in checks), sum(c["n_wrong"] for c in checks)
+    bad = sum(c["n_wrong"] > 0 for c in checks)
+    return {"equations": eqs, "wrong_equations": wrong, "equation_error_rate": wrong / eqs if eqs else None,
+            "problems": len(checks), "problems_with_wrong": bad, "problem_error_rate": bad / len(checks) if checks else None}
+
+
+def step_correctness(output_trace, reference_trace):
+    """
+    Intermediate values the output writes (right of each '=') against those of the reference,
+    as multisets: precision = matched / output values, recall = matched / reference values
+    (None when there is nothing to divide by). What was written counts, not what the left side
+    really equals: a student that writes 5 * 4 = 21 and carries 21 on has computed 21.
+    Example: step_correctness("5 * 4 = 20\\n20 + 1 = 22", "5 * 4 = 20\\n20 + 1 = 21")["precision"] == 0.5
+    """
+    out, ref = Counter(step_values(output_trace)), Counter(step_values(reference_trace))
+    m, n_out, n_ref = sum((out & ref).values()), sum(out.values()), sum(ref.values())
+    return {"matched": m, "n_output": n_out, "n_reference": n_ref,
+            "precision": m / n_out if n_out else None, "recall": m / n_ref if n_ref else None}
+
+
+def exact_match(output, gold):
+    """
+    Whether a student's output gets the problem right: the number after its last '####' is the
+    gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
+    Strict: an output without '####' is never right, whatever its last number. (With
+    extract_answer's fallback to the last number, such an output was right on the problems where
+    that number happened to be the answer and malformed on all the others.)
+    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
+    """
+    return "####" in output and extract_answer(output) == gold
+
+
+# -----------------------------------------------------------------------------
+# Re-instantiation: new numbers for a checked trace
 
 # a number as written: "1,200", "3.5", ".75"; never a piece of a longer number
 WRITTEN_NUMBER = re.compile(r"(?<![\d.,])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)(?![\d])")
@@ -178,7 +831,7 @@ class Program:
             self.reason = str(e)
 
     def _read(self):
-        c = data.check_trace(self.trace)
+        c = check_trace(self.trace)
         if not (c["well_formed"] and c["all_hold"] and c["n_steps"]):
             raise Rejected("trace does not check")
         if any(s.claimed.endswith("%") for s in c["steps"]):
@@ -188,8 +841,8 @@ class Program:
         qvalues = [n.value for n in qnums]
         repeated = {v for v in qvalues if qvalues.count(v) > 1}
         qvalues = set(qvalues)
-        self.steps = [data.arithmetic_tokens(s.expression) for s in c["steps"]]  # operands are the Fractions
-        self.results = [data.evaluate_tokens(t) for t in self.steps]
+        self.steps = [arithmetic_tokens(s.expression) for s in c["steps"]]  # operands are the Fractions
+        self.results = [evaluate_tokens(t) for t in self.steps]
         if len(set(self.results)) < len(self.results):
             raise Rejected("two steps give the same value")
         if set(self.results) & qvalues:
@@ -202,7 +855,7 @@ class Program:
                 # a question number that a word also explains ("his 2 sisters" and "twice") is
                 # frozen below, so that whichever the step meant, its value stays right
                 if isinstance(x, Fraction) and x not in qvalues and x not in self.results[:j] and x not in self.constants:
-                    raise Rejected(f"constant {data.format_number(x)} that no word of the question explains")
+                    raise Rejected(f"constant {format_number(x)} that no word of the question explains")
                 used.add(x)
         self.answer = Fraction(c["answer"])
         if self.answer not in set(self.results) | qvalues:
@@ -241,8 +894,8 @@ class Program:
             return None
         for tokens, old in zip(self.steps, self.results):
             try:
-                v = data.evaluate_tokens([new[t] if isinstance(t, Fraction) else t for t in tokens])
-            except data.ArithmeticError_:
+                v = evaluate_tokens([new[t] if isinstance(t, Fraction) else t for t in tokens])
+            except ArithmeticError_:
                 return None
             if v < 0 or (old.denominator == 1 and v.denominator != 1) or (v * 100).denominator != 1:
                 return None
@@ -259,7 +912,7 @@ class Program:
         question, trace = rewrite(self.question, self.free, new), rewrite(self.trace, self.trace_numbers, new)
         if question is None or trace is None or question == self.question:
             return None
-        c = data.check_trace(trace)  # the promise: every variant checks, whatever went before
+        c = check_trace(trace)  # the promise: every variant checks, whatever went before
         if not (c["all_hold"] and c["well_formed"] and c["n_steps"] == len(self.steps)) or Fraction(c["answer"]) != new[self.answer]:
             return None
         return question, trace
@@ -349,22 +1002,6 @@ def variants(question, trace, k, rng):
 
 
 # -----------------------------------------------------------------------------
-# Scoring a student's output
-
-
-def exact_match(output, gold):
-    """
-    Whether a student's output gets the problem right: the number after its last '####' is the
-    gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
-    Strict: an output without '####' is never right, whatever its last number. (With
-    extract_answer's fallback to the last number, such an output was right on the problems where
-    that number happened to be the answer and malformed on all the others.)
-    Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
-    """
-    return "####" in output and data.extract_answer(output) == gold
-
-
-# -----------------------------------------------------------------------------
 # The seen-stories evaluation set
 
 
@@ -378,7 +1015,7 @@ def write_seen_stories(train, n, seed, out):
     rng = random.Random(seed)
     rows = []
     for p in rng.sample(train, len(train)):
-        program = Program(p.question, data.equations_only(data.reference_to_trace(p.solution)))
+        program = Program(p.question, equations_only(reference_to_trace(p.solution)))
         v = None if program.reason else next((v for v in (program.sample(rng) for _ in range(MAX_TRIES)) if v), None)
         if v:
             rows.append({"id": f"seen-{p.id}", "story": p.id, "question": v[0], "answer": v[1]})
@@ -407,11 +1044,11 @@ def main(argv=None):
         counts, reasons = [], {}
         for i, p in enumerate(train):
             rng = random.Random(f"{args.seed}-{p.id}")
-            prog = Program(p.question, data.reference_to_trace(p.solution))
+            prog = Program(p.question, reference_to_trace(p.solution))
             if prog.reason:
                 key = re.sub(r"[\d.]+", "N", prog.reason)
                 reasons[key] = reasons.get(key, 0) + 1
-            counts.append(len(variants(p.question, data.reference_to_trace(p.solution), args.k, rng)) - 1)
+            counts.append(len(variants(p.question, reference_to_trace(p.solution), args.k, rng)) - 1)
             if (i + 1) % 1000 == 0:
                 print(f"{i + 1}/{len(train)} problems, {time.time() - t0:.0f} s", file=sys.stderr)
         n = len(counts)
@@ -426,11 +1063,11 @@ def main(argv=None):
     elif args.command == "show":
         rng = random.Random(args.seed)
         for p in rng.sample(train, args.n):
-            got = variants(p.question, data.reference_to_trace(p.solution), 2, random.Random(f"{args.seed}-{p.id}"))
+            got = variants(p.question, reference_to_trace(p.solution), 2, random.Random(f"{args.seed}-{p.id}"))
             for label, (q, t) in zip(("original", "variant"), got if len(got) > 1 else []):
                 print(f"== {p.id} ({label})\n{q}\n{t}\n")
             if len(got) == 1:
-                print(f"== {p.id}: no variant ({Program(p.question, data.reference_to_trace(p.solution)).reason or 'no draw passed'})\n")
+                print(f"== {p.id}: no variant ({Program(p.question, reference_to_trace(p.solution)).reason or 'no draw passed'})\n")
 
 
 if __name__ == "__main__":

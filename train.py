@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 
 import data
+from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
+                    trace_verdict, training_targets, ways_to_ask)
 from traces import variants as verified_variants
 from evaluate import decode_and_score
 from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
@@ -150,7 +152,7 @@ def resolve_config(argv=None):
     """
     # no abbreviated flags: resume_command must recognise --overwrite and --stop-after-steps as written
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": data.TRACE_FORMATS}
+    choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": TRACE_FORMATS}
     for f in fields(TrainConfig):
         flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")  # argparse formats help
         if f.type is bool or f.type == "bool":
@@ -170,13 +172,6 @@ def resolve_config(argv=None):
 
 # -----------------------------------------------------------------------------
 # What the student is taught
-
-
-def shuffled_trace(trace, seed):
-    """The same steps in a random order, the answer line kept last: the tokens without the structure."""
-    *steps, last = trace.split("\n")
-    random.Random(seed).shuffle(steps)
-    return "\n".join(steps + [last])
 
 
 # The filler ablation's count of '.' tokens, per trace format: one fixed number, so that the
@@ -221,7 +216,7 @@ def calculator_positions(tok, text, ids):
     offset = 0
     for line in text.split("\n"):
         for m in re.finditer("=", line):  # the checker's own reading of an equation
-            rhs, lhs = data.EQ_RHS.match(line, m.end()), data.arithmetic_before(line[:m.start()])
+            rhs, lhs = EQ_RHS.match(line, m.end()), arithmetic_before(line[:m.start()])
             if rhs is None or lhs is None or lhs[1] is None:
                 continue
             before = tok.encode(text[:offset + m.start() + 1])
@@ -234,40 +229,33 @@ def calculator_positions(tok, text, ids):
 
 def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results=False):
     """
-    (task, Example) pairs for a mode. answer: q -> '#### a'. cot: q -> trace. mixed: both,
-    each target behind its task prefix. filler: filler_tokens '.' tokens, then '#### a'. shuffled: the trace
-    with its steps in random order. mask_results: the loss skips what the calculator would write.
+    (task, Example) pairs for a mode: each problem's training targets (traces.training_targets:
+    answer: q -> '#### a'; cot: q -> trace; mixed: both, each behind its task prefix; filler:
+    filler_tokens '.' tokens, then '#### a'; shuffled: the trace with its steps in random order)
+    in tokens. mask_results: the loss skips what the calculator would write.
+    Example: make_examples(train, {p.id: [reference_to_trace(p.solution)] for p in train}, "cot", tok, 1337, 40)
     """
-    filler_id = tok.encode(".")[-1]
-    out = []
+    filler_id = tok.encode(FILLER)[-1]
+    return [(task, target_example(p, target, tok, filler_id, mask_results))
+            for p in problems
+            for task, target in training_targets(mode, p.answer, traces.get(p.id), f"{seed}-{p.id}", filler_tokens)]
 
-    def reasoning(p, trace, prefix=""):
-        ids = tok.encode(trace)
-        skip = calculator_positions(tok, trace, ids) if mask_results else []
-        head = tok.encode(prefix) if prefix else []
-        return data.Example(p.id, tok.encode(p.question), head + ids, [len(head) + i for i in skip])
 
-    for p in problems:
-        answer_ids = tok.encode(f"#### {p.answer}")
-        for k, trace in enumerate(traces.get(p.id, [])):
-            if mode == "cot":
-                out.append(("cot", reasoning(p, trace)))
-            elif mode == "shuffled":
-                out.append(("cot", reasoning(p, shuffled_trace(trace, f"{seed}-{p.id}-{k}"))))
-            elif mode == "filler":
-                out.append(("cot", data.Example(p.id, tok.encode(p.question), [filler_id] * filler_tokens + answer_ids)))
-            elif mode == "mixed":
-                out.append(("cot", reasoning(p, trace, data.task_prefix("cot"))))
-        if mode == "answer":
-            out.append(("answer", data.Example(p.id, tok.encode(p.question), answer_ids)))
-        elif mode == "mixed" and p.id in traces:
-            out.append(("answer", data.Example(p.id, tok.encode(p.question), tok.encode(data.task_prefix("answer")) + answer_ids)))
-    return out
+def target_example(p, target, tok, filler_id, mask_results):
+    """
+    The Example of problem p with a target's pieces tokenized one by one and joined (a FILLER piece
+    is the one filler_id); if mask_results, the loss skips the calculator's results in its last piece.
+    Example: target_example(p, ["[cot]", "2 * 3 = 6\n#### 6"], tok, tok.encode(".")[-1], True).no_loss
+    """
+    head = [i for piece in target[:-1] for i in ([filler_id] if piece == FILLER else tok.encode(piece))]
+    body = tok.encode(target[-1])
+    skip = calculator_positions(tok, target[-1], body) if mask_results else []
+    return data.Example(p.id, tok.encode(p.question), head + body, [len(head) + i for i in skip])
 
 
 def keep_sound_traces(traces, problems, path, log):
     """
-    The traces of problems that pass the teacher's own checks (data.trace_verdict: '#### <the
+    The traces of problems that pass the teacher's own checks (trace_verdict: '#### <the
     GSM8K label>' last, every equation true, at least one), as read_traces gives them. The
     rejected are counted by reason and printed; a file where most are rejected, or none is left,
     stops the run: it is not traces of these problems, and training on it would teach falsehoods.
@@ -278,7 +266,7 @@ def keep_sound_traces(traces, problems, path, log):
     for pid, ts in traces.items():
         for trace in ts if pid in gold else []:  # traces of other problems are not used: nothing to check
             checked += 1
-            reason = data.trace_verdict(trace, gold[pid])
+            reason = trace_verdict(trace, gold[pid])
             if reason:
                 rejected[reason] += 1
             else:
@@ -445,11 +433,11 @@ def choose_traces(cfg, train, val, traces, log):
         if missing:
             log(f"warning: {cfg.traces} has no trace for {missing} of {len(train)} train problems; training on the other {len(train) - missing}")
     else:
-        traces = {p.id: [data.reference_to_trace(p.solution)] for p in train}
+        traces = {p.id: [reference_to_trace(p.solution)] for p in train}
         source = "GSM8K reference solutions"
-    ref = {p.id: [data.reference_to_trace(p.solution)] for p in val}
+    ref = {p.id: [reference_to_trace(p.solution)] for p in val}
     if cfg.trace_format == "equations":
-        traces, ref = ({k: [data.equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
+        traces, ref = ({k: [equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
     return traces, ref, source
 
 
@@ -698,10 +686,10 @@ def validate(run):
             for b in data.token_batches(ex, cfg.batch_tokens, shuffle=False):
                 src, tgt_in, targets = (t.to(run.par.device) for t in data.collate([ex[i] for i in b]))
                 losses.append(model(src, tgt_in, targets)[1].item())
-    calc = data.Calculator(run.tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
+    calc = Calculator(run.tok) if cfg.mask_results else None  # a model that never learned results needs its calculator
     problems = run.val[: cfg.eval_problems]
     _, texts, correct, _ = decode_and_score(model, run.tok, [p.question for p in problems], [p.answer for p in problems],
-                                            cfg.mode, data.ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc,
+                                            cfg.mode, ways_to_ask(cfg.mode)[0], cfg.max_new_tokens, cfg.eval_batch, calc,
                                             label="validation decoding")
     model.train()
     return sum(losses) / max(1, len(losses)), sum(correct) / max(1, len(correct)), texts
@@ -915,9 +903,9 @@ def finish(run, state, source):
                "train_examples": {task: len(ex) for task, ex in run.examples.items()},
                "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
                "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
-    for task in data.ways_to_ask(cfg.mode):
+    for task in ways_to_ask(cfg.mode):
         _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
-                                            cfg.max_new_tokens, cfg.eval_batch, data.Calculator(tok) if cfg.mask_results else None,
+                                            cfg.max_new_tokens, cfg.eval_batch, Calculator(tok) if cfg.mask_results else None,
                                             label="test decoding" + (f" ({task})" if task else ""))
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"

@@ -246,7 +246,7 @@ def test_generate_restores_training_mode():
 
 
 class FakeCalculator:
-    """Stands in for data.py's calculator: after a trigger token it forces fixed ids."""
+    """Stands in for traces.py's calculator: after a trigger token it forces fixed ids."""
 
     def __init__(self, trigger, forced):
         self.trigger_ids = {trigger}

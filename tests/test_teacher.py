@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
+import traces
 import teacher  # noqa: E402
 from fake_llm import FakeLLM, ok, raw, stall, status, trickle  # noqa: E402
 
@@ -119,7 +120,7 @@ def test_correct_replies_are_normalized_kept_and_counted(capsys):
         assert set(r) == ROW_KEYS and r["source"] == "teacher" and r["model"] == MODEL and r["answer"] == p.answer
         assert "**" not in r["trace"] and r["trace"].endswith(f"\n#### {p.answer}")
         assert r["trace"].startswith("Step 1: ") and "\nCheck: " in r["trace"]
-        c = data.check_trace(r["trace"])
+        c = traces.check_trace(r["trace"])
         assert c["all_hold"] and c["n_steps"] == 2 and c["answer"] == p.answer
         assert (r["prompt_tokens"], r["completion_tokens"]) == (100, 20) and r["latency_s"] >= 0
     assert sorted(r["sample"] for r in rows) == [0, 0, 0, 1, 1, 1]
@@ -366,10 +367,10 @@ def test_reference_source_writes_the_gsm8k_solutions_offline(capsys):
     assert [r["id"] for r in rows] == [p.id for p in TRAIN[:30]]
     for r, p in zip(rows, TRAIN):
         assert set(r) == ROW_KEYS and r["source"] == "reference" and r["model"] is None
-        assert r["trace"] == data.reference_to_trace(p.solution) and r["answer"] == p.answer
+        assert r["trace"] == traces.reference_to_trace(p.solution) and r["answer"] == p.answer
     assert data.read_traces("traces/reference-train.jsonl")["train-00000"][0].endswith("#### 72")
     s = summary("traces/reference-train.jsonl")
-    bad = sum(not data.check_trace(r["trace"])["all_hold"] for r in rows)
+    bad = sum(not traces.check_trace(r["trace"])["all_hold"] for r in rows)
     assert (s["problems"], s["traces_in_file"], s["traces_with_false_equation"]) == (30, 30, bad)
 
 
@@ -420,7 +421,7 @@ def test_recorded_gsm8k_style_list_is_scored_like_a_live_reply(capsys):
     rows, loaded = teacher.load_teacher_eval("t.jsonl")
     assert loaded == s and (s["model"], s["shape"], s["n"], s["missing"]) == ("tiny", "gsm8k", 4, 0)
     assert rows[0]["output"] == "She sells 16 - 3 - 4 = 9 eggs.\nShe makes 9 * 2 = 18.\n#### 18"
-    assert data.check_trace(rows[0]["output"])["n_steps"] == 2 and data.check_trace(rows[1]["output"])["n_wrong"] == 1
+    assert traces.check_trace(rows[0]["output"])["n_steps"] == 2 and traces.check_trace(rows[1]["output"])["n_wrong"] == 1
     assert rows[2]["output"] == "Working\n70000 - 0 = 70000\nso\n#### 70000"
     assert [r["pred"] for r in rows] == ["18", "4", "70000", "540"] and [r["correct"] for r in rows] == [1, 0, 1, 1]
     # the publishers marked the fourth one right too: theirs and ours are both kept
@@ -442,7 +443,7 @@ def test_recorded_boxed_jsonl_by_id_keeps_the_first_of_a_repeated_id():
     assert (s["shape"], s["n"], s["duplicate_ids_skipped"], s["empty_outputs"]) == ("boxed", 4, 1, 1)
     assert by_id[p0.id]["output"] == "16 - 7 = 9, and 9 * 2 = $18\n#### 18"
     assert by_id[p3.id]["output"] == "3 * 3 = 9 sprints, so 9 * 60 = 540\n#### 540"
-    assert by_id[p1.id]["output"] == "2 + (2 / 2) = 3\n#### 3" and data.check_trace(by_id[p1.id]["output"])["all_hold"]
+    assert by_id[p1.id]["output"] == "2 + (2 / 2) = 3\n#### 3" and traces.check_trace(by_id[p1.id]["output"])["all_hold"]
     assert (by_id[p2.id]["output"], by_id[p2.id]["correct"], by_id[p2.id]["finish_reason"]) == ("", False, "empty")
     assert (s["correct"], s["published_exact_match"]) == (3, 1.0)
 
@@ -497,33 +498,6 @@ def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refuse
 
 # -----------------------------------------------------------------------------
 # Pieces
-
-
-@pytest.mark.parametrize("reply,trace", [
-    ("**1.** 3 × 4 = 12\n\nThe answer is 12.", "3 * 4 = 12\n#### 12"),
-    ("## Solution\n- 3 x 4 = 12 apples. #### 12 apples\nHope this helps!", "Solution\n3 * 4 = 12 apples.\n#### 12"),
-    ("\\[ 48 \\div 2 = 24 \\]\nSo 48 + 24 = \\boxed{72}", "48 / 2 = 24\nSo 48 + 24 = 72\n#### 72"),
-    ("Answer: $1,200.00", "#### 1200"),
-    ("3 * 4 = 12, so the answer is 12", "3 * 4 = 12, so the answer is 12\n#### 12"),
-    ("The answer is 5.\nNo wait, the answer is 6.", "The answer is 5.\nNo wait, the answer is 6."),  # ambiguous: left alone
-    ("  12 −  5 = 7  \r\n\r\n####   $7", "12 - 5 = 7\n#### 7"),
-    ("#### Step 1\nShe has 16-3 = <<16-3=13>>13 eggs.\n\\(\\boxed{13}\\)", "Step 1\nShe has 16 - 3 = 13 eggs.\n#### 13"),
-    ("So 48 + 24 = $<<48+24=72>>72 in all.", "So 48 + 24 = 72 in all."),  # GSM8K's notes, without a '####'
-    ("27 \\div \\frac{3}{4} = 36 and \\frac{\\frac{1}{2}}{4 - 2} = \\boxed{0.25}",       # a fraction stays whole
-     "27 / (3 / 4) = 36 and ((1 / 2) / (4 - 2)) = 0.25\n#### 0.25"),
-    ("It takes 8770 / 15 = <<8770/15=584.6666666666666>>584 boxes.",       # a sampled model's own number
-     "It takes 8770 / 15 = 584.666667 584 boxes."),  # after the note: kept apart; a float's repr rounded
-])
-def test_normalize_reply(reply, trace):
-    assert teacher.normalize_reply(reply) == trace
-
-
-def test_judge_reasons():
-    assert teacher.judge("3 x 4 = 13\nThe answer is 13", "stop", "13")[1] == "false_equation"  # 'x' is seen
-    assert teacher.judge("3 * 4 = 12\n#### 12", "length", "12")[1] == "truncated"
-    assert teacher.judge("3 * 4 = 12", "stop", "12")[1] == "unparsed"
-    assert teacher.judge("It is twelve.\n#### 12", "stop", "12")[1] == "no_equation"
-    assert teacher.judge("It is twelve.\n#### 12", "stop", "12", min_equations=0)[1] is None
 
 
 def test_parse_retry_after():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import data
+from traces import Calculator, check_trace, equations_only, reference_to_trace
 import train
 from model import load_checkpoint
 
@@ -62,7 +63,7 @@ def test_every_mode_end_to_end(mode, gsm8k_dir, tok_dir, tmp_path):
 
 def test_make_examples_modes(gsm8k_dir, tokenizer):
     problems = data.load_gsm8k("train", gsm8k_dir)[:3]
-    traces = {p.id: [data.reference_to_trace(p.solution)] for p in problems}
+    traces = {p.id: [reference_to_trace(p.solution)] for p in problems}
     n = train.FILLER_TOKENS["steps"]
     by_mode = {m: train.make_examples(problems, traces, m, tokenizer, 0, n) for m in train.MODES}
     trace_ids = tokenizer.encode(traces[problems[0].id][0])
@@ -213,7 +214,7 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     """Traces that the teacher would have rejected are left out, counted by reason; partial files warn and train."""
     problems = data.load_gsm8k("train", gsm8k_dir)[:64]
     # problem 28: no equation; problem 8: 'S + 30 + 46 + 38 + 11 + 18 = 143', algebra the checker cannot read
-    rows = [{"id": p.id, "trace": data.reference_to_trace(p.solution)} for p in problems[:40]]
+    rows = [{"id": p.id, "trace": reference_to_trace(p.solution)} for p in problems[:40]]
     rows += [{"id": p.id, "trace": "6 * 7 = 42\n#### 99999"} for p in problems[40:45]]
     rows += [{"id": p.id, "trace": f"1 + 1 = 3\n#### {p.answer}"} for p in problems[45:48]]
     rows += [{"id": p.id, "trace": f"so the answer is {p.answer}"} for p in problems[48:50]]
@@ -239,7 +240,7 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     from model import EncoderDecoder, ModelConfig, generate_many
     torch.manual_seed(0)
     problems = data.load_gsm8k("train", gsm8k_dir)[:4]
-    traces = {p.id: [data.reference_to_trace(p.solution)] for p in problems}
+    traces = {p.id: [reference_to_trace(p.solution)] for p in problems}
     examples = [e for _, e in train.make_examples(problems, traces, "cot", tokenizer, 0, 40)]
     src, tgt_in, targets = data.collate(examples)
     model = EncoderDecoder(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=96, n_heads=4, n_enc_layers=1,
@@ -268,13 +269,13 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
 
 def test_with_variants_only_adds_checked_variants_of_the_given_problems(gsm8k_dir):
     problems = data.load_gsm8k("train", gsm8k_dir)[:30]
-    traces = {p.id: [data.equations_only(data.reference_to_trace(p.solution))] for p in problems}
+    traces = {p.id: [equations_only(reference_to_trace(p.solution))] for p in problems}
     out, out_traces = train.with_variants(problems, traces, 8, 1337, set())
     assert out[:1] == problems[:1] and {p.id for p in problems} <= {p.id for p in out} and len(out) > 60
     for p in out:
         story = p.id.split("~")[0]
         assert story in traces  # val and test never enter: only what was given is re-instantiated
-        c = data.check_trace(out_traces[p.id][0])
+        c = check_trace(out_traces[p.id][0])
         assert "~" not in p.id or (c["all_hold"] and c["answer"] == p.answer)
     again, _ = train.with_variants(problems, traces, 8, 1337, set())
     assert [p.question for p in again] == [p.question for p in out]  # reproducible from the seed
@@ -288,7 +289,7 @@ def test_calculator_positions_are_the_results_the_calculator_writes(tokenizer):
     pos = train.calculator_positions(tokenizer, trace, ids)
     assert tokenizer.decode([ids[i] for i in pos]).split() == ["12", "17"]  # not 'x = 4': no arithmetic, no calculator
     # exactly what the calculator forces after each '='
-    calc = data.Calculator(tokenizer)
+    calc = Calculator(tokenizer)
     eq = [i for i in range(len(ids)) if tokenizer.decode(ids[:i + 1]).rstrip().endswith("=") and tokenizer.piece(ids[i]).endswith("=")]
     forced = [calc(ids[:i + 1]) for i in eq]
     assert [i for i, f in zip(eq, forced) if f] and sum(len(f) for f in forced) == len(pos)
