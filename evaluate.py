@@ -711,8 +711,21 @@ def compared_entries(runs, args):
         for m in report["results"]:
             preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
-                            "folder": str(folder), "device": report["device"], "preds": preds})
+                            "folder": str(folder), "device": report["device"], "preds": preds,
+                            "scored": report.get("eval_file") or report.get("split") or "test", "preset": trained_preset(run_dir)})
+    labels = Counter(e["label"] for e in entries)
+    for e in entries:  # two runs of one mode (cot with and without --mask-results) are told apart by their folders
+        if labels[e["label"]] > 1:
+            e["label"] = f"{e['label']} [{Path(e['run']).name}]"
     return entries, data_warnings
+
+
+def trained_preset(run_dir):
+    """The train.py preset a run folder was trained with, from its config.json (None when it is not there)."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("preset")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def baseline_first(entries, baseline):
@@ -731,9 +744,12 @@ def baseline_first(entries, baseline):
 
 def tradeoff_table(entries, base, teachers, tok, args):
     """The report's title, what it measures, and its first table: accuracy against cost, a row per teacher and model."""
+    presets = sorted({e["preset"] for e in entries if e["preset"]})
     lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
-             f"Problems: {entries[0]['m']['n'] if entries else 0} per model ({args.eval_file or args.split}); "
-             f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
+             f"Problems: {entries[0]['m']['n'] if entries else 0} per model "
+             f"({', '.join(sorted({e['scored'] for e in entries})) or args.eval_file or args.split}); "
+             + (f"students trained with `train.py --preset {', '.join(presets)}`; " if presets else "")
+             + f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
              f"with the KV cache (median / 90th percentile); memory is the peak of the evaluating process on CPU "
              f"(ru_maxrss, a process high-water mark) or torch's max allocated on CUDA.", "", "## Trade-off", "",
              f"| model | exact match (95% CI) | params (without embeddings) | latency ms median / p90 | samples/s batched | peak memory MB | "

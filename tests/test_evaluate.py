@@ -301,6 +301,7 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
                 "--latency-samples", "1", "--out", report_dir)
     assert r.returncode == 0, r.stderr
     md = (report_dir / "report.md").read_text()
+    assert "Problems: 8 per model (test); students trained with `train.py --preset smoke`;" in md  # what was scored, by what
     for svg in ("accuracy_latency.svg", "accuracy_params.svg", "train_loss.svg", "val_em.svg"):
         assert f"]({svg})" in md and ET.parse(report_dir / svg).getroot().tag.endswith("svg")
     for label in ("answer (baseline)", "| cot |", "mixed/cot", "mixed/answer", "teacher fake-llm", "McNemar", "baseline wrong, cot wrong"):
@@ -383,6 +384,11 @@ def test_compare_on_hand_made_evals(tmp_path):
                     ev.parse_args(["--compare", "x", "--baseline", str(tmp_path / "cot"), "--out", str(tmp_path / "r2")])).read_text()
     assert "| answer | 24 | 5 | 10 | 2 | 7 | 0.03857 |" in md
     assert "Warning" not in md
+    # two runs of one mode are told apart by their folders, in every table
+    write_eval(tmp_path / "cot2" / "eval-test", "cot", cot_out, golds, tmp_path / "cot2")
+    md = ev.compare([tmp_path / "cot" / "eval-test", tmp_path / "cot2" / "eval-test", tmp_path / "answer" / "eval-test"],
+                    ev.parse_args(["--compare", "x", "--out", str(tmp_path / "r3")])).read_text()
+    assert "| cot [cot] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md and "| cot [cot2] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md
 
 
 def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning(tmp_path):

@@ -54,7 +54,10 @@ def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tokenizer_dir, tmp_path):
     assert rc == 130 and "Traceback" not in console, console[-3000:]
     kept = {m: (out / m / "last.pt").exists() for m in ("answer", "cot")}
     assert any(kept.values()) and not list(out.glob("*/metrics.json"))
-    assert all("\nstep 5/" in (out / f"{m}.log").read_text() for m in kept if kept[m])
+    logs = [(out / f"{m}.log").read_text() for m in kept if kept[m]]
+    assert any("\nstep 5/" in log for log in logs)  # the student whose checkpoint at step 5 set off the Ctrl-C
+    # the other, if it was training, saved where the Ctrl-C found it (train.py's own interrupt), maybe before step 5
+    assert all("\nstep 5/" in log or "interrupted after step" in log for log in logs)
     resume = console.strip().splitlines()[-1].strip()
     assert shlex.split(resume) == ["python", "study.py", "--preset", "smoke", *args]  # the same command line
     interrupted = json.loads((out / "study.json").read_text())["steps"]
