@@ -452,17 +452,47 @@ def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
     return Tokenizer(path)
 
 
+def tokenizer_key(vocab_size, data_dir=None, cache_dir=TOKENIZER_DIR):
+    """
+    The cache name's hash of the tokenizer's inputs (vocabulary, special pieces, the train texts),
+    and the texts when they had to be built. Building them converts 7.5K solutions (over a second,
+    paid by every train.py start), so the hash is remembered in cache_dir/keys.json under a
+    fingerprint of everything the texts are made from: train.jsonl's bytes and the source of
+    data.py and traces.py, which read and convert it. Any change there misses the memo.
+    Example: key, texts = tokenizer_key(4000)  # texts is None when the memo knew the key
+    """
+    train_file = resolve_data_dir(data_dir) / "train.jsonl"
+    fingerprint = hashlib.sha256()
+    for part in (json.dumps([vocab_size, SPECIAL_PIECES]).encode(), train_file.read_bytes() if train_file.exists() else b"",
+                 Path(__file__).read_bytes(), (ROOT / "traces.py").read_bytes()):
+        fingerprint.update(hashlib.sha256(part).digest())
+    fingerprint = fingerprint.hexdigest()
+    memo_path = Path(cache_dir) / "keys.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}  # none yet, or unreadable: rebuilt below
+    if train_file.exists() and isinstance(memo, dict) and fingerprint in memo:
+        return memo[fingerprint], None
+    texts = tokenizer_texts(data_dir)
+    key = hashlib.sha256(json.dumps([vocab_size, SPECIAL_PIECES, texts]).encode()).hexdigest()[:10]
+    if train_file.exists():
+        memo_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(memo_path, json.dumps({**(memo if isinstance(memo, dict) else {}), fingerprint: key}, indent=1) + "\n")
+    return key, texts
+
+
 def get_tokenizer(vocab_size=DEFAULT_VOCAB, data_dir=None, cache_dir=TOKENIZER_DIR):
     """
     The tokenizer for this vocabulary size, trained once and cached under a name that hashes
     its inputs, so the same inputs always give the same file and changed inputs a new one.
     Example: tok = get_tokenizer(4000)
     """
-    texts = tokenizer_texts(data_dir)
-    key = hashlib.sha256(json.dumps([vocab_size, SPECIAL_PIECES, texts]).encode()).hexdigest()[:10]
+    key, texts = tokenizer_key(vocab_size, data_dir, cache_dir)
     path = Path(cache_dir) / f"sp{vocab_size}-{key}.model"
     if path.exists():
         return Tokenizer(path)
+    texts = texts or tokenizer_texts(data_dir)
     print(f"training tokenizer ({vocab_size} pieces) on {len(texts)} train texts -> {path}")
     return train_tokenizer(texts, path, vocab_size)
 

@@ -211,6 +211,16 @@ def test_tokenizer_deterministic_and_cached(gsm8k_dir, tokenizer, tmp_path):
     assert again.sha256 == tokenizer.sha256
     texts = data.tokenizer_texts(gsm8k_dir)
     assert not any(q.question in texts for q in data.load_gsm8k("test", gsm8k_dir)[:50])
+    # the remembered key is the key of the texts; another train file is a miss, never the old key
+    key, built = data.tokenizer_key(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path)
+    assert built is None and again.path.endswith(f"sp{data.DEFAULT_VOCAB}-{key}.model")
+    assert key == hashlib.sha256(json.dumps([data.DEFAULT_VOCAB, data.SPECIAL_PIECES, texts]).encode()).hexdigest()[:10]
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    (edited / "train.jsonl").write_text((gsm8k_dir / "train.jsonl").read_text().replace("Natalia", "Nathalie", 1))
+    key2, built2 = data.tokenizer_key(data.DEFAULT_VOCAB, edited, tmp_path)
+    assert key2 != key and any("Nathalie" in t for t in built2)
+    assert data.tokenizer_key(data.DEFAULT_VOCAB, edited, tmp_path) == (key2, None)
 
 
 # ----------------------------------------------------------------------------- batches

@@ -131,7 +131,7 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
 def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
     import fcntl
     out = tmp_path / "run"
-    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2", "--steps", "6"]
     out.mkdir()
     with open(out / ".lock", "a") as held:  # as another train.py holds it, while it runs
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -163,7 +163,7 @@ def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
 
 def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     out = tmp_path / "run"
-    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2"]
+    args = ["--mode", "answer", "--out", str(out), "--test-limit", "2", "--steps", "6"]
     r = run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
     assert f"stopped after step 2 as asked; continue with:\n  python train.py --preset smoke --tokenizer-dir {tok_dir} {' '.join(args)} --resume" in r.stdout
     files = json.loads((out / "config.json").read_text())["data_files"]
