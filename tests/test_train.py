@@ -1,4 +1,6 @@
 """train.py end to end on real GSM8K with the smoke preset: every mode, resume, DDP, bad inputs."""
+import contextlib
+import io
 import json
 import math
 import os
@@ -179,7 +181,7 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
     # the same data, but another tokenizer found under the cached one's name
     name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
-    data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)], tmp_path / "tok2" / name, 1000)
+    data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
     r = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "was trained with another tokenizer" in r.stderr and "Traceback" not in r.stderr
     # the same inputs resume, and the scores say what they were measured on
@@ -199,10 +201,10 @@ def test_ddp_two_gloo_processes(gsm8k_dir, tok_dir, tmp_path):
 
 
 def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
-    r = run_train(["--mode", "nonsense"], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 2 and "invalid choice" in r.stderr and "shuffled" in r.stderr
-    r = run_train(["--preset", "huge"], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 2 and "smoke" in r.stderr
+    for argv, says in ((["--mode", "nonsense"], "shuffled"), (["--preset", "huge"], "smoke")):  # usage errors: in-process, no run
+        with contextlib.redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as stop:
+            train.resolve_config(argv)
+        assert stop.value.code == 2 and "invalid choice" in err.getvalue() and says in err.getvalue()
     r = run_train(["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")], gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "none.jsonl not found" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.jsonl"
