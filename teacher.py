@@ -25,6 +25,7 @@ import math
 import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -824,6 +825,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    # Ctrl-C is how a run stops cleanly: keep it so where the shell started us with SIGINT ignored (`cmd &`)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
