@@ -33,10 +33,8 @@ def run_train(args, gsm8k_dir, tok_dir, *, check=True, torchrun=0):
 
 
 @pytest.fixture(scope="module")
-def tok_dir(gsm8k_dir, tmp_path_factory):
-    path = tmp_path_factory.mktemp("tok")
-    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)  # trained once for every run below
-    return path
+def tok_dir(tokenizer_dir):
+    return tokenizer_dir  # the test run's one tokenizer (conftest), shared by every run below
 
 
 def train_losses(run_dir):
