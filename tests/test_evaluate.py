@@ -1,6 +1,7 @@
 """evaluate.py: every metric on hand-made cases with exact values, then end to end on tiny checkpoints."""
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -248,13 +249,16 @@ def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8
 def smoke_runs(gsm8k_dir, tokenizer_dir, tmp_path_factory):
     """Real run folders, answer and cot: train.py's smoke preset for one pass (4 steps, seconds on a
     CPU), trained once for the tests below; each test writes only eval folders of its own into them."""
-    runs = {}
-    for mode in ("answer", "cot"):
+    runs, procs = {}, {}
+    for mode in ("answer", "cot"):  # side by side, one thread each
         runs[mode] = tmp_path_factory.mktemp("runs") / mode
-        r = subprocess.run([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(runs[mode]), "--epochs", "1",
-                            "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir", str(tokenizer_dir), "--max-new-tokens", "20"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
+        procs[mode] = subprocess.Popen([sys.executable, "train.py", "--mode", mode, "--preset", "smoke", "--out", str(runs[mode]),
+                                        "--epochs", "1", "--test-limit", "8", "--data-dir", str(gsm8k_dir), "--tokenizer-dir",
+                                        str(tokenizer_dir), "--max-new-tokens", "20"], cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    for mode, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
     return runs
 
 

@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,14 +23,40 @@ from conftest import overfit
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_train(args, gsm8k_dir, tok_dir, *, check=True, torchrun=0):
-    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": "1" if torchrun else os.environ.get("OMP_NUM_THREADS", "2")}
+def start_train(args, gsm8k_dir, tok_dir, *, torchrun=0, threads=None):
+    """train.py (or torchrun of it) started with the smoke preset and the shared tokenizer; output goes to files,
+    so several can run side by side without filling a pipe."""
+    threads = "1" if torchrun else (threads or os.environ.get("OMP_NUM_THREADS", "2"))
+    env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": threads}
     cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={torchrun}"] if torchrun
            else [sys.executable]) + [str(ROOT / "train.py"), "--preset", "smoke", "--tokenizer-dir", str(tok_dir)] + args
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err, text=True)
+    proc.files = out, err
+    return proc
+
+
+def finish_train(proc, *, check=True):
+    """Waits for a start_train process; its exit code and output as a CompletedProcess."""
+    proc.wait(timeout=600)
+    out, err = (f.seek(0) or f.read() for f in proc.files)
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and r.returncode != 0:
         raise AssertionError(f"train.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r
+
+
+def run_train(args, gsm8k_dir, tok_dir, *, check=True, torchrun=0):
+    return finish_train(start_train(args, gsm8k_dir, tok_dir, torchrun=torchrun), check=check)
+
+
+def run_trains(arg_lists, gsm8k_dir, tok_dir, *, check=True):
+    """Independent runs side by side, one thread each: the test run's second core is otherwise idle."""
+    procs = [start_train(args, gsm8k_dir, tok_dir, threads="1") for args in arg_lists]
+    results = [finish_train(proc, check=False) for proc in procs]
+    for r in results if check else ():
+        assert r.returncode == 0, f"train.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +69,18 @@ def train_losses(run_dir):
     return [r["loss"] for r in rows if "loss" in r]
 
 
+@pytest.fixture(scope="module")
+def mode_runs(gsm8k_dir, tok_dir, tmp_path_factory):
+    """One smoke run of every mode, all trained side by side: {mode: (its run folder, its CompletedProcess)}."""
+    outs = {mode: tmp_path_factory.mktemp("modes") / mode for mode in train.MODES}
+    results = run_trains([["--mode", mode, "--out", str(out)] for mode, out in outs.items()], gsm8k_dir, tok_dir, check=False)
+    return {mode: (outs[mode], r) for mode, r in zip(outs, results)}
+
+
 @pytest.mark.parametrize("mode", train.MODES)
-def test_every_mode_end_to_end(mode, gsm8k_dir, tok_dir, tmp_path):
-    out = tmp_path / mode
-    r = run_train(["--mode", mode, "--out", str(out)], gsm8k_dir, tok_dir)
+def test_every_mode_end_to_end(mode, mode_runs):
+    out, r = mode_runs[mode]
+    assert r.returncode == 0, f"train.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     for name in ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json"):
         assert (out / name).exists(), name
     losses = train_losses(out)
@@ -94,8 +129,7 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
     # one thread for all three runs: a matmul split over 2 threads sums in another order, and the weights differ in the last bit
     env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "train.py", "--preset", "smoke", "--tokenizer-dir", str(tok_dir), *args, "--out"]
-    straight = subprocess.run(cmd + [str(tmp_path / "straight")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    straight = start_train(args + ["--out", str(tmp_path / "straight")], gsm8k_dir, tok_dir, threads="1")  # side by side
     cmd += [str(tmp_path / "broken")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
@@ -113,6 +147,7 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
         f.write(json.dumps({"step": step + 1, "loss": 99.0}) + "\n")
     r = subprocess.run([sys.executable, *shlex.split(hint)[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    finish_train(straight)
     assert r.stdout.count("EncoderDecoder:") == 1  # the parameter line once, resumed or not
     for name in ("last.pt", "best.pt"):
         a, ca = load_checkpoint(tmp_path / "straight" / name)
@@ -144,8 +179,9 @@ def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
     r = run_train(args, gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "is not empty" in r.stderr and "--resume" in r.stderr and "--overwrite" in r.stderr
     assert before == {name: (out / name).read_bytes() for name in before}
-    r = run_train(args + ["--resume", "--overwrite"], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 2 and "choose one" in r.stderr
+    with contextlib.redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as stop:  # a usage error: in-process
+        train.resolve_config(args + ["--resume", "--overwrite"])
+    assert stop.value.code == 2 and "choose one" in err.getvalue()
     # --overwrite: the old run's files and evaluations go, other files stay, the new log is the new run's only
     (out / "eval-test").mkdir()
     (out / "eval-test" / "eval.json").write_text("{}")
@@ -173,15 +209,15 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     other.mkdir()
     (other / "train.jsonl").write_text((gsm8k_dir / "train.jsonl").read_text().replace("Natalia", "Nathalie", 1))
     (other / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
-    r = run_train(args + ["--resume", "--data-dir", str(other)], gsm8k_dir, tok_dir, check=False)
-    err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
-    assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
-    assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
     # the same data, but another tokenizer found under the cached one's name
     name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
     data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
-    r = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and "was trained with another tokenizer" in r.stderr and "Traceback" not in r.stderr
+    r = run_train(args + ["--resume", "--data-dir", str(other)], gsm8k_dir, tok_dir, check=False)
+    r2 = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)  # the folder is locked: one at a time
+    err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
+    assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
+    assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
+    assert r2.returncode == 1 and "was trained with another tokenizer" in r2.stderr and "Traceback" not in r2.stderr
     # the same inputs resume, and the scores say what they were measured on
     run_train(args + ["--resume"], gsm8k_dir, tok_dir)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -203,14 +239,14 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
         with contextlib.redirect_stderr(io.StringIO()) as err, pytest.raises(SystemExit) as stop:
             train.resolve_config(argv)
         assert stop.value.code == 2 and "invalid choice" in err.getvalue() and says in err.getvalue()
-    r = run_train(["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and "none.jsonl not found" in r.stderr and "Traceback" not in r.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "train-00000", "trace": "1 + 1 = 2\n#### 2"}) + "\n{oops\n")
-    r = run_train(["--traces", str(bad), "--out", str(tmp_path / "y")], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and "bad.jsonl:2" in r.stderr
-    r = run_train(["--resume", "--out", str(tmp_path / "never")], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and "last.pt not found" in r.stderr
+    missing, corrupt, never = run_trains([["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")],
+                                          ["--traces", str(bad), "--out", str(tmp_path / "y")],
+                                          ["--resume", "--out", str(tmp_path / "never")]], gsm8k_dir, tok_dir, check=False)
+    assert missing.returncode == 1 and "none.jsonl not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert corrupt.returncode == 1 and "bad.jsonl:2" in corrupt.stderr
+    assert never.returncode == 1 and "last.pt not found" in never.stderr
 
 
 def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
@@ -223,19 +259,22 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     rows += [{"id": p.id, "trace": f"so the answer is {p.answer}"} for p in problems[48:50]]
     f = tmp_path / "traces.jsonl"
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # and a file where most traces are false: it stops the run before any training, in one line
+    false = tmp_path / "false" / "traces.jsonl"
+    false.parent.mkdir()
+    false.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
     out = tmp_path / "partial"
-    r = run_train(["--traces", str(f), "--out", str(out), "--test-limit", "2"], gsm8k_dir, tok_dir)
+    r, stopped = run_trains([["--traces", str(f), "--out", str(out), "--test-limit", "2"],
+                             ["--traces", str(false), "--out", str(tmp_path / "false" / "run")]], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
     assert (f"left out 12 of 50 traces that fail the teacher's checks "
             f"(wrong_answer 5, false_equation 4, unparsed 2, no_equation 1)") in r.stdout
     assert "no trace for 26 of 64 train problems" in r.stdout
     assert "cot examples: 38" in r.stdout
     assert json.loads((out / "metrics.json").read_text())["trace_source"].startswith("teacher traces from")
-    # a file where most traces are false stops the run before any training, in one line
-    f.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
-    r = run_train(["--traces", str(f), "--out", str(tmp_path / "false")], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert "traces.jsonl: 64 of 64 traces of the 64 train problems fail the teacher's checks (wrong_answer 64)" in r.stderr
-    assert not (tmp_path / "false" / "last.pt").exists()
+    assert stopped.returncode == 1 and stopped.stderr.count("\n") == 1 and "Traceback" not in stopped.stderr
+    assert "traces.jsonl: 64 of 64 traces of the 64 train problems fail the teacher's checks (wrong_answer 64)" in stopped.stderr
+    assert not (tmp_path / "false" / "run" / "last.pt").exists()
 
 
 def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
