@@ -5,6 +5,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,11 +157,12 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
         for (key, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
             assert torch.equal(pa, pb), (name, key)
     assert train_losses(tmp_path / "broken") == train_losses(tmp_path / "straight")  # nothing lost or logged twice
-    # a finished run that is resumed only finishes; other settings are refused
-    r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume"], gsm8k_dir, tok_dir)
-    assert "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == 40
-    r = run_train(args + ["--out", str(tmp_path / "broken"), "--resume", "--lr", "0.1"], gsm8k_dir, tok_dir, check=False)
-    assert r.returncode == 1 and "was trained with --lr 0.003, not 0.1" in r.stderr
+    # a finished run that is resumed only finishes; other settings are refused (on a copy, side by side)
+    copy = shutil.copytree(tmp_path / "broken", tmp_path / "broken-copy")
+    r, refused = run_trains([args + ["--out", str(tmp_path / "broken"), "--resume"],
+                             args + ["--out", str(copy), "--resume", "--lr", "0.1"]], gsm8k_dir, tok_dir, check=False)
+    assert r.returncode == 0 and "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == 40
+    assert refused.returncode == 1 and "was trained with --lr 0.003, not 0.1" in refused.stderr
 
 
 def test_run_folder_is_locked_and_never_mixed(gsm8k_dir, tok_dir, tmp_path):
@@ -212,14 +214,17 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     # the same data, but another tokenizer found under the cached one's name
     name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
     data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
-    r = run_train(args + ["--resume", "--data-dir", str(other)], gsm8k_dir, tok_dir, check=False)
-    r2 = run_train(args + ["--resume", "--tokenizer-dir", str(tmp_path / "tok2")], gsm8k_dir, tok_dir, check=False)  # the folder is locked: one at a time
+    # the two refusals and the resume below side by side, each on its own copy of the stopped run (--out may change)
+    copies = [shutil.copytree(out, tmp_path / f"copy{i}") for i in (1, 2)]
+    r, r2, resumed = run_trains([[*args[:3], str(copies[0]), *args[4:], "--resume", "--data-dir", str(other)],
+                                 [*args[:3], str(copies[1]), *args[4:], "--resume", "--tokenizer-dir", str(tmp_path / "tok2")],
+                                 args + ["--resume"]], gsm8k_dir, tok_dir, check=False)
     err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
     assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
     assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
     assert r2.returncode == 1 and "was trained with another tokenizer" in r2.stderr and "Traceback" not in r2.stderr
     # the same inputs resume, and the scores say what they were measured on
-    run_train(args + ["--resume"], gsm8k_dir, tok_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["data_files"] == files and metrics["tokenizer_sha256"] == json.loads((out / "config.json").read_text())["tokenizer_sha256"]
 
@@ -301,9 +306,10 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
     assert "variants: " in r.stdout and "from 16 (up to 4 each" in r.stdout
     config = json.loads((tmp_path / "v" / "config.json").read_text())
     assert config["variants"] == 4 and config["train_problems"] == 16 and 16 < config["train_examples"]["cot"] <= 64
-    r = run_train(args + ["--resume", "--variants", "2"], gsm8k_dir, tok_dir, check=False)
+    copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusal on a copy, beside the resume
+    r, resumed = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"]], gsm8k_dir, tok_dir, check=False)
     assert r.returncode == 1 and "was trained with --variants 4, not 2" in r.stderr
-    run_train(args + ["--resume"], gsm8k_dir, tok_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["train_examples"] == config["train_examples"] and metrics["calculator"]
     assert metrics["steps"] == config["total_steps"] == 7
