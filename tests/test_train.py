@@ -51,13 +51,11 @@ def run_train(args, gsm8k_dir, tok_dir, *, check=True, torchrun=0):
     return finish_train(start_train(args, gsm8k_dir, tok_dir, torchrun=torchrun), check=check)
 
 
-def run_trains(arg_lists, gsm8k_dir, tok_dir, *, check=True):
-    """Independent runs side by side, one thread each: the test run's second core is otherwise idle."""
+def run_trains(arg_lists, gsm8k_dir, tok_dir):
+    """Independent runs side by side, one thread each (the test run's second core is otherwise idle);
+    their CompletedProcesses, for the caller to check."""
     procs = [start_train(args, gsm8k_dir, tok_dir, threads="1") for args in arg_lists]
-    results = [finish_train(proc, check=False) for proc in procs]
-    for r in results if check else ():
-        assert r.returncode == 0, f"train.py failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return results
+    return [finish_train(proc, check=False) for proc in procs]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +72,7 @@ def train_losses(run_dir):
 def mode_runs(gsm8k_dir, tok_dir, tmp_path_factory):
     """One smoke run of every mode, all trained side by side: {mode: (its run folder, its CompletedProcess)}."""
     outs = {mode: tmp_path_factory.mktemp("modes") / mode for mode in train.MODES}
-    results = run_trains([["--mode", mode, "--out", str(out)] for mode, out in outs.items()], gsm8k_dir, tok_dir, check=False)
+    results = run_trains([["--mode", mode, "--out", str(out)] for mode, out in outs.items()], gsm8k_dir, tok_dir)
     return {mode: (outs[mode], r) for mode, r in zip(outs, results)}
 
 
@@ -160,7 +158,7 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
     # a finished run that is resumed only finishes; other settings are refused (on a copy, side by side)
     copy = shutil.copytree(tmp_path / "broken", tmp_path / "broken-copy")
     r, refused = run_trains([args + ["--out", str(tmp_path / "broken"), "--resume"],
-                             args + ["--out", str(copy), "--resume", "--lr", "0.1"]], gsm8k_dir, tok_dir, check=False)
+                             args + ["--out", str(copy), "--resume", "--lr", "0.1"]], gsm8k_dir, tok_dir)
     assert r.returncode == 0 and "step 1/" not in r.stdout and load_checkpoint(tmp_path / "broken" / "last.pt")[1]["step"] == 40
     assert refused.returncode == 1 and "was trained with --lr 0.003, not 0.1" in refused.stderr
 
@@ -218,7 +216,7 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     copies = [shutil.copytree(out, tmp_path / f"copy{i}") for i in (1, 2)]
     r, r2, resumed = run_trains([[*args[:3], str(copies[0]), *args[4:], "--resume", "--data-dir", str(other)],
                                  [*args[:3], str(copies[1]), *args[4:], "--resume", "--tokenizer-dir", str(tmp_path / "tok2")],
-                                 args + ["--resume"]], gsm8k_dir, tok_dir, check=False)
+                                 args + ["--resume"]], gsm8k_dir, tok_dir)
     err = r.stderr.strip().splitlines()  # the warning that the file is not the official one, then the error
     assert r.returncode == 1 and len(err) == 2 and "NOT the official GSM8K train.jsonl" in err[0] and err[1].startswith("error: --resume:")
     assert f"was trained on {gsm8k_dir / 'train.jsonl'} (7473 rows, sha256 17f347dc5147...), not {other / 'train.jsonl'}" in r.stderr
@@ -248,7 +246,7 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
     bad.write_text(json.dumps({"id": "train-00000", "trace": "1 + 1 = 2\n#### 2"}) + "\n{oops\n")
     missing, corrupt, never = run_trains([["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")],
                                           ["--traces", str(bad), "--out", str(tmp_path / "y")],
-                                          ["--resume", "--out", str(tmp_path / "never")]], gsm8k_dir, tok_dir, check=False)
+                                          ["--resume", "--out", str(tmp_path / "never")]], gsm8k_dir, tok_dir)
     assert missing.returncode == 1 and "none.jsonl not found" in missing.stderr and "Traceback" not in missing.stderr
     assert corrupt.returncode == 1 and "bad.jsonl:2" in corrupt.stderr
     assert never.returncode == 1 and "last.pt not found" in never.stderr
@@ -270,7 +268,7 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     false.write_text("".join(json.dumps({"id": p.id, "trace": "2 + 2 = 5\n5 * 3 = 16\n#### 99999"}) + "\n" for p in problems))
     out = tmp_path / "partial"
     r, stopped = run_trains([["--traces", str(f), "--out", str(out), "--test-limit", "2"],
-                             ["--traces", str(false), "--out", str(tmp_path / "false" / "run")]], gsm8k_dir, tok_dir, check=False)
+                             ["--traces", str(false), "--out", str(tmp_path / "false" / "run")]], gsm8k_dir, tok_dir)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (f"left out 12 of 50 traces that fail the teacher's checks "
             f"(wrong_answer 5, false_equation 4, unparsed 2, no_equation 1)") in r.stdout
@@ -307,7 +305,7 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
     config = json.loads((tmp_path / "v" / "config.json").read_text())
     assert config["variants"] == 4 and config["train_problems"] == 16 and 16 < config["train_examples"]["cot"] <= 64
     copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusal on a copy, beside the resume
-    r, resumed = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"]], gsm8k_dir, tok_dir, check=False)
+    r, resumed = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"]], gsm8k_dir, tok_dir)
     assert r.returncode == 1 and "was trained with --variants 4, not 2" in r.stderr
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
