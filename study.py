@@ -2,7 +2,7 @@
 The whole study in one command: train every student with the same size, budget and seed,
 evaluate each with and without the calculator, and write the comparison report.
 
-    python study.py --preset default --jobs 2            # 76 minutes on 2 CPU cores (measured)
+    python study.py --preset default --jobs 2        # 76 minutes on 2 CPU cores (measured)
     python study.py --preset gpu                     # one GPU
     python study.py --preset default --traces traces/gpt-4o-train.jsonl --teacher traces/gpt-4o-eval-test.jsonl
     python study.py --preset default --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
