@@ -25,6 +25,8 @@ from pathlib import Path
 import requests
 import urllib3
 
+from files import sha256_file, write_atomic
+
 ROOT = Path(__file__).resolve().parent
 GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data"
 GSM8K_FILES = {  # file -> (problems, sha256) of the official release
@@ -41,39 +43,6 @@ TOKENIZER_DIR = ROOT / "data" / "tokenizer"  # where trained tokenizers are cach
 def resolve_data_dir(data_dir=None):
     """The GSM8K folder: the flag if given, else $GSM8K_DIR, else ./data/gsm8k beside this file."""
     return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
-
-
-def current_umask():
-    """
-    The process umask. Reading it means setting it: it is set to a strict 077 for that moment,
-    so a file another thread creates meanwhile is never more open than meant.
-    Example: current_umask() == 0o022  # the usual default
-    """
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path, text):
-    """
-    Write text to path through a temporary file in the same folder and a rename, so a reader
-    (or a crash) never sees half a file; the temporary name is unique, so writers never collide.
-    Example: write_atomic("runs/cot/metrics.json", json.dumps(metrics))
-    """
-    import tempfile
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file 0600 (private while it is a temp file); the result should have
-        # the mode of any other new file, as open() would give it (0644 under the usual umask)
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def pick_device(name=None):
@@ -108,14 +77,6 @@ def arg_number(kind=int, at_least=None, above=None, at_most=None, below=None):
 
     parse.__name__ = kind.__name__  # argparse's own messages name the type by it
     return parse
-
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DeadlineExceeded(requests.Timeout):
@@ -159,25 +120,19 @@ def download(data_dir=None, base_url=GSM8K_URL, timeout=30.0, deadline=600.0):
         if path.exists() and sha256_file(path) == digest:
             continue
         url = f"{base_url}/{name}"
-        tmp = path.with_name(f".{name}.part")
-        h = hashlib.sha256()
         try:
             ends = time.monotonic() + deadline
             with requests.get(url, stream=True, timeout=timeout) as r:
                 r.raise_for_status()
-                with open(tmp, "wb") as f:
-                    for chunk in iter_body(r, ends):
-                        f.write(chunk)
-                        h.update(chunk)
+                body = b"".join(iter_body(r, ends))
         except requests.RequestException as e:
-            tmp.unlink(missing_ok=True)
             raise RuntimeError(f"could not download {url} ({type(e).__name__}); without network, "
                                f"point --data-dir or GSM8K_DIR at a folder holding {name}") from None
-        if h.hexdigest() != digest:
-            tmp.unlink(missing_ok=True)
-            raise RuntimeError(f"{url}: sha256 {h.hexdigest()[:12]}... does not match the official "
+        got = hashlib.sha256(body).hexdigest()
+        if got != digest:
+            raise RuntimeError(f"{url}: sha256 {got[:12]}... does not match the official "
                                f"{digest[:12]}...; nothing was saved, try again or use a local copy")
-        os.replace(tmp, path)
+        write_atomic(path, body)
         print(f"downloaded {url} -> {path}")
     return data_dir
 
@@ -444,11 +399,7 @@ def train_tokenizer(texts, path, vocab_size=DEFAULT_VOCAB):
         normalization_rule_name="identity", remove_extra_whitespaces=False, split_digits=True,
         byte_fallback=True, user_defined_symbols=SPECIAL_PIECES, character_coverage=1.0,
         pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, max_sentence_length=16384, minloglevel=2)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes training at once must not share it
-    tmp.write_bytes(proto.getvalue())  # binary, so not write_atomic
-    os.replace(tmp, path)
+    write_atomic(path, proto.getvalue())
     return Tokenizer(path)
 
 

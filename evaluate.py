@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import data
+import files
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
@@ -395,8 +396,8 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
                              "checkpoint_mb": ckpt_path.stat().st_size / 2 ** 20, "weights_mb": weights / 2 ** 20,
                              "peak_memory_mb": peak, "peak_memory_kind": kind},
               "results": results}
-    data.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    data.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
+    files.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    files.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     print_results(report, out)
     return report
 
@@ -684,7 +685,7 @@ def compare(runs, args):
     lines += examples_section(paired, base, teacher, args.examples)
     lines += failures_section(entries)
     lines += draw_charts(out, entries, teachers, unplaced)
-    data.write_atomic(out / "report.md", "\n".join(lines))
+    files.write_atomic(out / "report.md", "\n".join(lines))
     print(f"wrote {out / 'report.md'} and 4 charts beside it")
     return out / "report.md"
 

@@ -16,9 +16,9 @@ This file knows nothing about the data it is trained on.
 """
 
 import glob
+import io
 import math
 import os
-import tempfile
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from files import write_atomic
 
 CHECKPOINT_FORMAT = "cot-distill-student-v2"  # v2: Linear weights stored (in, out) (see Linear); files of other formats are refused
 
@@ -497,16 +499,9 @@ def save_checkpoint(path, model, **extra):
     # one process saves a given checkpoint (train.py: rank 0), so an earlier temporary file of it is a leftover
     for leftover in Path(directory).glob(f".{glob.escape(name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    write_atomic(path, buffer.getvalue(), fsync=True)
 
 
 def read_checkpoint(path, map_location="cpu"):

@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import extract_answer, iter_body, load_gsm8k, write_atomic
+from data import extract_answer, iter_body, load_gsm8k
+from files import write_atomic
 from traces import check_trace, normalize_reply, reference_to_trace, validate_trace
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")

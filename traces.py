@@ -63,6 +63,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import data
+import files
 from data import NUMBER, extract_answer, format_number, normalize_number
 
 # -----------------------------------------------------------------------------
@@ -1023,8 +1024,8 @@ def write_seen_stories(train, n, seed, out):
             break
     rows.sort(key=lambda r: r["id"])
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    data.write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    print(f"wrote {len(rows)} variants of train stories to {out} (seed {seed}; sha256 {data.sha256_file(out)[:16]})")
+    files.write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    print(f"wrote {len(rows)} variants of train stories to {out} (seed {seed}; sha256 {files.sha256_file(out)[:16]})")
 
 
 def main(argv=None):

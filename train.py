@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 import data
+import files
 from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
                     trace_verdict, training_targets, ways_to_ask)
 from traces import variants as verified_variants
@@ -552,7 +553,7 @@ def resume_state(out, cfg, model, optimizer, tok, files, par):
     par.log(f"resumed {out / 'last.pt'} at step {state.step}")
     if par.master and (out / "log.jsonl").exists():
         rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= state.step]
-        data.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
+        files.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
     return state
 
 
@@ -924,7 +925,7 @@ def seen_story_questions(path):
 
 
 def write_json(path, obj):
-    data.write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    files.write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def fmt_time(s):

@@ -11,6 +11,7 @@ import time
 import pytest
 
 import data
+import files
 import traces
 
 
@@ -267,7 +268,7 @@ def test_write_atomic_gives_the_mode_of_any_new_file(tmp_path):
     """mkstemp makes its file 0600; the written file gets what open() would give under the umask."""
     old = os.umask(0o027)
     try:
-        data.write_atomic(tmp_path / "a" / "metrics.json", "{}\n")
+        files.write_atomic(tmp_path / "a" / "metrics.json", "{}\n")
         assert os.umask(0o027) == 0o027  # reading the umask left it as it was
         with open(tmp_path / "plain.txt", "w") as f:
             f.write("x")
