@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ablations
 import data
 import files
 import traces
@@ -377,7 +378,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
-    for task in traces.ways_to_ask(mode):
+    for task in ablations.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
               f"up to {traces.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")

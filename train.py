@@ -32,9 +32,9 @@ import torch.distributed as dist
 
 import data
 import files
-from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
-                    trace_verdict, training_targets, ways_to_ask)
-from traces import variants as verified_variants
+from ablations import FILLER, training_targets, ways_to_ask
+from traces import Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace, trace_verdict
+from reinstantiate import variants as verified_variants
 from evaluate import decode_and_score
 from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
 
