@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import train
-from data import arg_number
+from cli_checks import arg_number
 from files import write_atomic
 from model import EncoderDecoder, ModelConfig
 

@@ -28,11 +28,15 @@ import numpy as np
 import torch
 
 import ablations
+import cli_checks
 import data
+import download
 import files
+import intervals
+import tokenizer
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
-from model import generate_many, load_checkpoint
+from model import generate_many, load_checkpoint, pick_device
 from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
@@ -158,7 +162,7 @@ def summarize(rows):
     tokens = [r["n_tokens"] for r in rows]
     ground = [r.get("grounding") or grounding(r.get("question") or "", r["output"]) for r in rows]  # older predictions lack it
     operands = sum(g["operands"] for g in ground)
-    return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
+    return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(intervals.wilson_interval(k, n)),
             **arithmetic_error_rate(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
             "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
@@ -253,11 +257,11 @@ def load_tokenizer(ckpt, run_dir):
     info = ckpt.get("tokenizer") or {}
     path = Path(info.get("path", ""))
     if not path.is_file():  # a run copied from another machine: look in this checkout's cache
-        path = data.TOKENIZER_DIR / path.name
+        path = tokenizer.TOKENIZER_DIR / path.name
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer {info.get('path')} of run {run_dir} not found: train.py re-creates it "
                                 f"(same --vocab-size and data), or copy it to {path}")
-    tok = data.Tokenizer(path)
+    tok = tokenizer.Tokenizer(path)
     if info.get("sha256") and tok.sha256 != info["sha256"]:
         raise ValueError(f"tokenizer {path} is not the one run {run_dir} was trained with (sha256 differs)")
     n = (ckpt.get("config") or {}).get("vocab_size")
@@ -276,7 +280,7 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     Example: eval_data(Path("runs/cot"), "test", None, None)["same_as_training"] is True
     """
     path = Path(eval_file) if eval_file else data.resolve_data_dir(data_dir) / ("test.jsonl" if split == "test" else "train.jsonl")
-    used = data.file_record(path)
+    used = download.file_record(path)
     config = Path(run_dir) / "config.json"
     was = (json.loads(config.read_text()).get("data_files") or {}).get(split if split == "test" else "train") if config.exists() else None
     same = None if eval_file or not was else was["sha256"] == used["sha256"]  # None: nothing to compare with
@@ -363,7 +367,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
     run_dir, ckpt_path = resolve_run(run)
-    device = data.pick_device(device)
+    device = pick_device(device)
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
     mode = cfg.get("mode", "cot")
@@ -575,7 +579,7 @@ def load_teachers(paths, tok=None):
         operands = sum(g["operands"] for g in ground)
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
                          "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
-                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
+                         "em": k / n, "ci": intervals.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
                          "steps": sum(traces.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
     return teachers
@@ -908,11 +912,11 @@ def parse_args(argv=None):
     a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
     a("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
       "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
-    a("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
-    a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
-    a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
-    a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
-    a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    a("--limit", type=cli_checks.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
+    a("--batch-size", type=cli_checks.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
+    a("--max-new-tokens", type=cli_checks.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    a("--latency-samples", type=cli_checks.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    a("--examples", type=cli_checks.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
     a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
       "differs); eval.json and the report say so")
     a("--device", help="cuda | mps | cpu (default: the best available)")

@@ -449,6 +449,16 @@ class EncoderDecoder(nn.Module):
         return torch.tensor(chosen, dtype=next_tok.dtype, device=next_tok.device)
 
 
+def pick_device(name=None):
+    """
+    The torch device to use: the one named, else cuda, else mps, else cpu.
+    Example: pick_device() == torch.device("cpu")  # on a machine with no accelerator
+    """
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
+
+
 def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None, device=None, prefix=()):
     """Greedy-decode a list of token-id sources in batches of similar length (less padding,
     rows finish together), returning the outputs in the original order (prefix: see generate).

@@ -38,7 +38,8 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import extract_answer, iter_body, load_gsm8k
+from data import extract_answer, load_gsm8k
+from download import iter_body
 from files import write_atomic
 from replies import normalize_reply, validate_trace
 from traces import check_trace, reference_to_trace

@@ -195,6 +195,3 @@ def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_pat
     reinstantiate.write_seen_stories(data.load_gsm8k("train", gsm8k_dir), 20, 2027, out)
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(written) == 20 and all(r["story"] in train_ids and traces.check_trace(r["answer"])["all_hold"] for r in written)
-
-# -----------------------------------------------------------------------------
-# The trace format, safe arithmetic, the checker and the calculator (moved from test_data.py with the code)
