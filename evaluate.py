@@ -36,7 +36,9 @@ import intervals
 import tokenizer
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
-from model import generate_many, load_checkpoint, pick_device
+from checkpoint import load_checkpoint
+from device import pick_device
+from model import generate_many
 from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")

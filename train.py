@@ -40,7 +40,9 @@ from ablations import FILLER, training_targets, ways_to_ask
 from traces import Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace, trace_verdict
 from reinstantiate import variants as verified_variants
 from evaluate import decode_and_score
-from model import EncoderDecoder, ModelConfig, pick_device, read_checkpoint, save_checkpoint
+from checkpoint import read_checkpoint, save_checkpoint
+from device import pick_device
+from model import EncoderDecoder, ModelConfig
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 

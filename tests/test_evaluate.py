@@ -268,7 +268,7 @@ def smoke_runs(gsm8k_dir, tokenizer_dir, tmp_path_factory):
 def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
     runs = dict(smoke_runs)
     # a mixed run without a third training: the cot weights, asked both ways
-    from model import load_checkpoint, save_checkpoint
+    from checkpoint import load_checkpoint, save_checkpoint
     model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
     runs["mixed"] = tmp_path / "mixed"
     extra = {k: v for k, v in ckpt.items() if k not in ("format", "config", "model")}

@@ -19,7 +19,7 @@ import download
 import tokenizer
 from traces import Calculator, check_trace, equations_only, reference_to_trace
 import train
-from model import load_checkpoint
+from checkpoint import load_checkpoint
 
 from conftest import overfit
 
