@@ -9,8 +9,7 @@ A small pre-norm Transformer encoder-decoder, written to be read top to bottom.
 
 Positions enter through rotary embeddings inside self-attention (see RotaryEmbedding).
 Greedy decoding (EncoderDecoder.generate) keeps a key/value cache, and can let an outside
-"calculator" object force tokens into the output. checkpoint.py stores the weights together
-with the config, so a model can be rebuilt from the file alone.
+"calculator" object force tokens into the output. Checkpoints: checkpoint.py; the loss: cross_entropy.py.
 
 This file knows nothing about the data it is trained on.
 """
