@@ -301,9 +301,9 @@ class Calculator:
 def task_prefix(task):
     """
     What a multi-task model's output starts with to say which task it does. Decoding forces it
-    (model.generate's prefix), so the model cannot do the task it was not asked for: when the task
-    was a prefix of the question instead, our small students learned to ignore it and answered
-    directly when asked to reason ('#### N' beats the many ways a trace can start).
+    (model.generate's prefix), so the model cannot do the task it was not asked for: a task written
+    as a prefix of the question is one our small students learn to ignore, answering directly when
+    asked to reason ('#### N' beats the many ways a trace can start).
     Example: task_prefix("cot") == "[cot]"; task_prefix(None) == ""
     """
     return "" if task is None else f"[{task}]"
@@ -376,9 +376,8 @@ def exact_match(output, gold):
     """
     Whether a student's output gets the problem right: the number after its last '####' is the
     gold answer. The one rule of train.py's model selection and test score and of evaluate.py.
-    Strict: an output without '####' is never right, whatever its last number. (With
-    extract_answer's fallback to the last number, such an output was right on the problems where
-    that number happened to be the answer and malformed on all the others.)
+    Strict: an output without '####' is never right, whatever its last number (extract_answer's
+    fallback to the last number would count it right only where that number happens to be the answer).
     Example: exact_match("3 * 4 = 12\\n#### 12", "12") is True; exact_match("3 * 4 = 12", "12") is False
     """
     return "####" in output and extract_answer(output) == gold

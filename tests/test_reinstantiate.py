@@ -186,9 +186,9 @@ def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_pat
         assert c["all_hold"] and shape(r["question"]) == shape(train_ids[r["story"]].question) and r["question"] != train_ids[r["story"]].question
     stories = [train_ids[r["story"]] for r in rows[:20]]
     traces_by_id = {p.id: [traces.equations_only(traces.reference_to_trace(p.solution))] for p in stories}
-    never = train.seen_story_questions(ROOT / "results" / "seen-stories" / "seen-stories.jsonl")
-    problems, _ = train.with_variants(stories, traces_by_id, 16, 1337, never)
-    assert len(problems) > 100 and not never & {p.question for p in problems}
+    seen_questions = train.seen_story_questions(ROOT / "results" / "seen-stories" / "seen-stories.jsonl")
+    problems, _ = train.with_variants(stories, traces_by_id, 16, 1337, seen_questions)
+    assert len(problems) > 100 and not seen_questions & {p.question for p in problems}
     assert all(p.id.split("~")[0] in traces_by_id for p in problems)
     # the command writes such a file (the committed one is fixed: rules added since may drop a few of its rows)
     out = tmp_path / "seen.jsonl"
