@@ -33,12 +33,14 @@ def resolve_data_dir(data_dir=None):
     """The GSM8K folder: the flag if given, else $GSM8K_DIR, else ./data/gsm8k beside this file."""
     return Path(data_dir or os.environ.get("GSM8K_DIR") or ROOT / "data" / "gsm8k")
 
+
 @dataclass
 class Problem:
     id: str        # "train-00042": official file and line index, stable across machines
     question: str  # the word problem
     solution: str  # the human reference solution with its <<a*b=c>> annotations
     answer: str    # normalized final answer, e.g. "72" or "0.5"
+
 
 def read_jsonl(path, numbered=False):
     """
@@ -58,12 +60,14 @@ def read_jsonl(path, numbered=False):
             rows.append((i, row) if numbered else row)
     return rows
 
+
 def is_val(question):
     """
     Membership in `val` by a hash of the question text: stable across runs, machines and file order.
     Example: sum(is_val(p.question) for p in load_gsm8k("test"))  # about 4% of any set of questions
     """
     return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 7473 < VAL_SIZE
+
 
 def load_gsm8k(split, data_dir=None):
     """
@@ -90,6 +94,7 @@ def load_gsm8k(split, data_dir=None):
                                 extract_answer(row["answer"])))
     return problems
 
+
 def gsm8k_row_error(row):
     """
     What is wrong with a GSM8K row, or None: a non-empty string question, and a string answer
@@ -104,6 +109,7 @@ def gsm8k_row_error(row):
     if not isinstance(answer, str) or "####" not in answer or extract_answer(answer) is None:
         return f"'answer' must be a string ending in '#### <number>', not {answer if not isinstance(answer, str) else answer[-40:]!r}"
     return None
+
 
 def read_traces(path):
     """
@@ -143,6 +149,7 @@ def normalize_number(text):
     s = format(d.normalize(), "f")
     return "0" if s == "-0" else s
 
+
 def format_number(x, max_decimals=4):
     """
     A Fraction as the shortest decimal string, rounded to max_decimals places.
@@ -152,6 +159,7 @@ def format_number(x, max_decimals=4):
         return str(x.numerator)
     s = f"{float(round(x, max_decimals)):.{max_decimals}f}".rstrip("0").rstrip(".")
     return "0" if s == "-0" else s
+
 
 def extract_answer(text):
     """
@@ -190,6 +198,7 @@ class Example:
     tgt: list  # target token ids (no bos/eos; the batch adds them)
     no_loss: list = field(default_factory=list)  # positions of tgt the loss skips (results a calculator writes)
 
+
 def drop_long(examples, max_src, max_tgt):
     """
     Leave out, never truncate, examples longer than the limits; returns (kept, how many left out).
@@ -197,6 +206,7 @@ def drop_long(examples, max_src, max_tgt):
     """
     kept = [e for e in examples if len(e.src) <= max_src and len(e.tgt) + 1 <= max_tgt]
     return kept, len(examples) - len(kept)
+
 
 def token_batches(examples, max_tokens, seed=0, shuffle=True):
     """

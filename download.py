@@ -25,6 +25,7 @@ GSM8K_FILES = {  # file -> (problems, sha256) of the official release
 class DeadlineExceeded(requests.Timeout):
     """A whole transfer took longer than its wall-clock deadline (requests' timeout is per socket read)."""
 
+
 def iter_body(response, deadline):
     """
     The body of a requests response opened with stream=True, in pieces as they arrive, raising
@@ -45,6 +46,7 @@ def iter_body(response, deadline):
         if not piece:
             return
         yield piece
+
 
 def download(data_dir, base_url=GSM8K_URL, timeout=30.0, deadline=600.0):
     """
@@ -76,6 +78,7 @@ def download(data_dir, base_url=GSM8K_URL, timeout=30.0, deadline=600.0):
         write_atomic(path, body)
         print(f"downloaded {url} -> {path}")
     return data_dir
+
 
 def file_record(path):
     """

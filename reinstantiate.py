@@ -396,7 +396,10 @@ def print_yield(train, k, seed):
 
 
 def print_examples(train, n, seed):
-    """n random train problems, each with one variant or the reason it has none."""
+    """
+    n random train problems, each with one variant or the reason it has none.
+    Example: print_examples(data.load_gsm8k("train"), 3, 1337)
+    """
     rng = random.Random(seed)
     for p in rng.sample(train, n):
         got = variants(p.question, reference_to_trace(p.solution), 2, random.Random(f"{seed}-{p.id}"))

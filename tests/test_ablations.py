@@ -3,6 +3,7 @@ import pytest
 
 import ablations
 
+
 def test_training_targets_one_per_mode():
     trace = "1 + 1 = 2\n2 * 3 = 6\n4 - 1 = 3\n#### 3"
     assert ablations.training_targets("answer", "3", None, "s", 2) == [("answer", ["#### 3"])]

@@ -3,6 +3,7 @@ import pytest
 
 import replies
 
+
 @pytest.mark.parametrize("reply,trace", [
     ("**1.** 3 × 4 = 12\n\nThe answer is 12.", "3 * 4 = 12\n#### 12"),
     ("## Solution\n- 3 x 4 = 12 apples. #### 12 apples\nHope this helps!", "Solution\n3 * 4 = 12 apples.\n#### 12"),

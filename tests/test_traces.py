@@ -10,6 +10,7 @@ import data
 import replies
 import traces
 
+
 def test_reference_solutions_give_gold_answers(gsm8k_dir):
     for split, n in (("train", 7473), ("test", 1319)):
         rows = data.read_jsonl(gsm8k_dir / f"{split}.jsonl")
