@@ -33,7 +33,6 @@ import torch.distributed as dist
 import cli_checks
 import data
 import download
-import files
 import intervals
 import tokenizer
 from ablations import FILLER, training_targets, ways_to_ask
@@ -42,6 +41,7 @@ from reinstantiate import variants as verified_variants
 from evaluate import decode_and_score
 from checkpoint import read_checkpoint, save_checkpoint
 from device import pick_device
+from files import write_atomic
 from model import EncoderDecoder, ModelConfig
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
@@ -559,7 +559,7 @@ def resume_state(out, cfg, model, optimizer, tok, files, par):
     par.log(f"resumed {out / 'last.pt'} at step {state.step}")
     if par.master and (out / "log.jsonl").exists():
         rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= state.step]
-        files.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
+        write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
     return state
 
 
@@ -931,7 +931,7 @@ def seen_story_questions(path):
 
 
 def write_json(path, obj):
-    files.write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def fmt_time(s):

@@ -14,8 +14,8 @@ import charts
 import data
 import download
 import intervals
-import tokenizer
 import traces
+from tokenizer import train_tokenizer
 import evaluate as ev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,7 +238,7 @@ def test_run_errors_name_the_path(tmp_path):
 
 def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8k_dir):
     texts = [p.question for p in data.load_gsm8k("train", gsm8k_dir)[:300]]
-    tok = tokenizer.train_tokenizer(texts, tmp_path / "tok.model", 500)
+    tok = train_tokenizer(texts, tmp_path / "tok.model", 500)
     ckpt = {"tokenizer": {"path": tok.path}, "config": {"vocab_size": 4000}}  # a run without the tokenizer's sha256
     with pytest.raises(ValueError, match=r"tok.model has 500 pieces.*4000"):
         ev.load_tokenizer(ckpt, tmp_path)

@@ -16,7 +16,7 @@ import torch
 
 import data
 import download
-import tokenizer
+from tokenizer import train_tokenizer
 from traces import Calculator, check_trace, equations_only, reference_to_trace
 import train
 from checkpoint import load_checkpoint
@@ -213,7 +213,7 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     (other / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
     # the same data, but another tokenizer found under the cached one's name
     name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
-    tokenizer.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
+    train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
     # the two refusals and the resume below side by side, each on its own copy of the stopped run (--out may change)
     copies = [shutil.copytree(out, tmp_path / f"copy{i}") for i in (1, 2)]
     r, r2, resumed = run_trains([[*args[:3], str(copies[0]), *args[4:], "--resume", "--data-dir", str(other)],
