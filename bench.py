@@ -26,7 +26,6 @@ import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 
@@ -35,7 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import train
-from data import arg_number
+from cli_checks import arg_number
+from files import write_atomic
 from model import EncoderDecoder, ModelConfig
 
 
@@ -397,17 +397,8 @@ def print_table(figures, size, args, info):
 
 
 def write_json(path, payload):
-    """Atomically: a temporary file in the same folder renamed over path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Atomically (files.write_atomic): a temporary file in the same folder renamed over path."""
+    write_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
 
 
 def main(argv=None):

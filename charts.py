@@ -8,7 +8,7 @@ Only drawing lives here; evaluate.py computes what is drawn.
 import html
 import math
 
-import data
+import files
 
 # ten colours (matplotlib's tab10) and four markers: series k gets colour k % 10 and marker k % 4,
 # a pair that no other of the first 20 series has (answer and filler, eight apart, differ in marker)
@@ -150,7 +150,7 @@ def svg_chart(path, title, xlabel, ylabel, series, lines=True, hline=None, logx=
     out += point_labels(labels, series, (L + W - R) / 2, H - B - 4)
     if not any(pts for _, pts, _ in series):  # say so, rather than leave an empty frame to puzzle over
         out.append(f'<text x="{(L + W - R) / 2}" y="{(T + H - B) / 2}" text-anchor="middle" fill="#555">no data to show</text>')
-    data.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
+    files.write_atomic(path, "\n".join(out + ["</svg>"]) + "\n")
 
 
 def draw_series(k, label, pts, err, lines, sx, sy, legend):

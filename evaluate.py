@@ -27,10 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import ablations
+import cli_checks
 import data
+import download
+import files
+import intervals
+import tokenizer
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
-from model import generate_many, load_checkpoint
+from checkpoint import load_checkpoint
+from device import pick_device
+from model import generate_many
 from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
@@ -156,7 +164,7 @@ def summarize(rows):
     tokens = [r["n_tokens"] for r in rows]
     ground = [r.get("grounding") or grounding(r.get("question") or "", r["output"]) for r in rows]  # older predictions lack it
     operands = sum(g["operands"] for g in ground)
-    return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(data.wilson_interval(k, n)),
+    return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(intervals.wilson_interval(k, n)),
             **arithmetic_error_rate(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
             "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
@@ -251,11 +259,11 @@ def load_tokenizer(ckpt, run_dir):
     info = ckpt.get("tokenizer") or {}
     path = Path(info.get("path", ""))
     if not path.is_file():  # a run copied from another machine: look in this checkout's cache
-        path = data.TOKENIZER_DIR / path.name
+        path = tokenizer.TOKENIZER_DIR / path.name
     if not path.is_file():
         raise FileNotFoundError(f"tokenizer {info.get('path')} of run {run_dir} not found: train.py re-creates it "
                                 f"(same --vocab-size and data), or copy it to {path}")
-    tok = data.Tokenizer(path)
+    tok = tokenizer.Tokenizer(path)
     if info.get("sha256") and tok.sha256 != info["sha256"]:
         raise ValueError(f"tokenizer {path} is not the one run {run_dir} was trained with (sha256 differs)")
     n = (ckpt.get("config") or {}).get("vocab_size")
@@ -274,7 +282,7 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     Example: eval_data(Path("runs/cot"), "test", None, None)["same_as_training"] is True
     """
     path = Path(eval_file) if eval_file else data.resolve_data_dir(data_dir) / ("test.jsonl" if split == "test" else "train.jsonl")
-    used = data.file_record(path)
+    used = download.file_record(path)
     config = Path(run_dir) / "config.json"
     was = (json.loads(config.read_text()).get("data_files") or {}).get(split if split == "test" else "train") if config.exists() else None
     same = None if eval_file or not was else was["sha256"] == used["sha256"]  # None: nothing to compare with
@@ -361,7 +369,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
     run_dir, ckpt_path = resolve_run(run)
-    device = data.pick_device(device)
+    device = pick_device(device)
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
     mode = cfg.get("mode", "cot")
@@ -376,7 +384,7 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
-    for task in traces.ways_to_ask(mode):
+    for task in ablations.ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
               f"up to {traces.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
@@ -395,8 +403,8 @@ def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, o
                              "checkpoint_mb": ckpt_path.stat().st_size / 2 ** 20, "weights_mb": weights / 2 ** 20,
                              "peak_memory_mb": peak, "peak_memory_kind": kind},
               "results": results}
-    data.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    data.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
+    files.write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    files.write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     print_results(report, out)
     return report
 
@@ -573,7 +581,7 @@ def load_teachers(paths, tok=None):
         operands = sum(g["operands"] for g in ground)
         teachers.append({"label": s.get("model") or Path(path).stem, "s": s, "n": len(rows), "correct": k,
                          "grounded": sum(g["grounded"] for g in ground) / operands if operands else None,
-                         "em": k / n, "ci": data.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
+                         "em": k / n, "ci": intervals.wilson_interval(k, len(rows)), "errors": arithmetic_error_rate(outputs),
                          "steps": sum(traces.check_trace(o)["n_steps"] for o in outputs) / n, "tokens": tokens,
                          "preds": {r["id"]: r for r in rows}})
     return teachers
@@ -684,7 +692,7 @@ def compare(runs, args):
     lines += examples_section(paired, base, teacher, args.examples)
     lines += failures_section(entries)
     lines += draw_charts(out, entries, teachers, unplaced)
-    data.write_atomic(out / "report.md", "\n".join(lines))
+    files.write_atomic(out / "report.md", "\n".join(lines))
     print(f"wrote {out / 'report.md'} and 4 charts beside it")
     return out / "report.md"
 
@@ -906,11 +914,11 @@ def parse_args(argv=None):
     a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
     a("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
       "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
-    a("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
-    a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
-    a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
-    a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
-    a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    a("--limit", type=cli_checks.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
+    a("--batch-size", type=cli_checks.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
+    a("--max-new-tokens", type=cli_checks.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    a("--latency-samples", type=cli_checks.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    a("--examples", type=cli_checks.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
     a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
       "differs); eval.json and the report say so")
     a("--device", help="cuda | mps | cpu (default: the best available)")

@@ -9,25 +9,19 @@ A small pre-norm Transformer encoder-decoder, written to be read top to bottom.
 
 Positions enter through rotary embeddings inside self-attention (see RotaryEmbedding).
 Greedy decoding (EncoderDecoder.generate) keeps a key/value cache, and can let an outside
-"calculator" object force tokens into the output. save_checkpoint / load_checkpoint store
-the weights together with the config so a model can be rebuilt from the file alone.
+"calculator" object force tokens into the output. Checkpoints: checkpoint.py; the loss: cross_entropy.py.
 
 This file knows nothing about the data it is trained on.
 """
-
-import glob
 import math
-import os
-import tempfile
 from collections import deque
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-CHECKPOINT_FORMAT = "cot-distill-student-v2"  # v2: Linear weights stored (in, out) (see Linear); files of other formats are refused
+from cross_entropy import SoftmaxCrossEntropy
 
 
 @dataclass
@@ -35,14 +29,14 @@ class ModelConfig:
     vocab_size: int = 4000  # size of the (shared) source/target vocabulary
     d_model: int = 256  # width of every residual stream
     n_heads: int = 4  # attention heads; d_model must be divisible by it
-    n_enc_layers: int = 4  # EncoderBlocks stacked on the source
-    n_dec_layers: int = 4  # DecoderBlocks stacked on the target
+    n_enc_layers: int = 3  # EncoderBlocks stacked on the source (train.py's default too)
+    n_dec_layers: int = 3  # DecoderBlocks stacked on the target
     d_ff: int = 1024  # hidden width of the feed-forward sublayer
     dropout: float = 0.1  # on embeddings and sublayer outputs (not on attention probs)
     max_src_len: int = 512  # longest source the model is asked to handle
     max_tgt_len: int = 512  # longest target incl. bos/eos
     tie_embeddings: bool = True  # lm head reuses the token embedding matrix
-    pad_id: int = 0  # padding token: masked in attention, ignored in the loss
+    pad_id: int = 0  # padding token: masked in attention, ignored in the loss (train.py passes the tokenizer's ids)
     bos_id: int = 2  # first decoder input
     eos_id: int = 3  # decoding of a sequence stops when it emits this
 
@@ -222,37 +216,6 @@ class DecoderBlock(nn.Module):
         kv = cache["cross_kv"] if cache is not None else self.cross_attn.memory_kv(memory)
         x = x + self.cross_attn(self.ln2(x), mask=memory_mask, kv=kv)
         return x + self.ff(self.ln3(x))
-
-
-class SoftmaxCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy of logits (N, V) against target ids (N,): F.cross_entropy's value and
-    gradient, with the gradient written into the one (N, V) buffer the forward pass keeps.
-
-    Why: the gradient of softmax cross-entropy is just (softmax - one_hot) / N, but
-    F.cross_entropy's backward gets there through two more (N, V) tensors (a zero-filled
-    one-hot gradient, then log_softmax's gradient). At a vocabulary of 8000 those are the
-    largest tensors of a training step; skipping them makes the smoke preset's step about
-    1.3x faster on CPU and the default's a few percent.
-
-    Example: loss = SoftmaxCrossEntropy.apply(logits, targets)
-    """
-
-    @staticmethod
-    def forward(ctx, logits, targets):
-        # At least fp32: under bf16 autocast F.cross_entropy upcasts too.
-        logp = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
-        ctx.save_for_backward(logp, targets)
-        return -logp.gather(1, targets[:, None]).mean()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        logp, targets = ctx.saved_tensors
-        # In place: logp is not needed again (a second backward through this graph is refused by
-        # autograd's check that saved tensors were not modified).
-        g = logp.exp_()  # softmax
-        g[torch.arange(len(targets), device=g.device), targets] -= 1
-        return g.mul_(grad / len(targets)), None
 
 
 class EncoderDecoder(nn.Module):
@@ -465,85 +428,3 @@ def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None
         for i, out in zip(idx, model.generate(src.to(device), max_new_tokens, calculator=calculator, prefix=prefix)):
             outs[i] = out
     return outs
-
-
-def _unwrap(model):
-    """Strip torch.compile (._orig_mod) and DDP (.module) wrappers, in any order."""
-    while True:
-        if hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        elif isinstance(getattr(model, "module", None), nn.Module):
-            model = model.module
-        else:
-            return model
-
-
-def save_checkpoint(path, model, **extra):
-    """Write {"format", "config", "model", **extra} to path atomically: a temporary file in
-    the same directory is renamed over path, so a crash never leaves half a checkpoint. A
-    failed save removes its temporary file; one killed outright (kill -9) cannot, so each save
-    first removes what earlier saves of the same path left.
-    extra values should be plain Python / tensors so the file loads with weights_only=True.
-
-    Example: save_checkpoint("out/ckpt.pt", model, step=1000, optimizer=opt.state_dict())
-    """
-    model = _unwrap(model)
-    clash = {"format", "config", "model"} & extra.keys()
-    if clash:
-        raise ValueError(f"save_checkpoint: extra keys {sorted(clash)} are reserved")
-    ckpt = {"format": CHECKPOINT_FORMAT, "config": asdict(model.config), "model": model.state_dict(), **extra}
-    directory, name = os.path.split(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # one process saves a given checkpoint (train.py: rank 0), so an earlier temporary file of it is a leftover
-    for leftover in Path(directory).glob(f".{glob.escape(name)}.*.tmp"):
-        leftover.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def read_checkpoint(path, map_location="cpu"):
-    """The dict a save_checkpoint file holds, without building its model (load_state_dict it into
-    one of the same config). Missing, truncated or foreign files raise one clear error naming the path.
-
-    Example: ckpt = read_checkpoint("out/ckpt.pt"); model.load_state_dict(ckpt["model"])
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint file at {path}: check the path (or train first)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        # torch's text is zip/pickle internals, or advice to retry with weights_only=False,
-        # which would run any code the file holds: only its kind is passed on
-        raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}): truncated, corrupt or not written "
-                         f"by save_checkpoint; re-save it (train.py --resume) or copy it again") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found format={found!r}); "
-                         f"use a file written by save_checkpoint")
-    return ckpt
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Rebuild the model from a save_checkpoint file -> (model in eval mode, checkpoint dict).
-    Missing, truncated or foreign files raise one clear error naming the path.
-
-    Example: model, ckpt = load_checkpoint("out/ckpt.pt"); step = ckpt["step"]
-    """
-    ckpt = read_checkpoint(path, map_location)
-    try:
-        model = EncoderDecoder(ModelConfig(**ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError) as e:
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"checkpoint {path} does not match this model.py: {reason}") from None
-    if isinstance(map_location, (str, torch.device)):
-        model.to(map_location)
-    return model.eval(), ckpt

@@ -38,8 +38,11 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from data import extract_answer, iter_body, load_gsm8k, write_atomic
-from traces import check_trace, normalize_reply, reference_to_trace, validate_trace
+from data import extract_answer, load_gsm8k
+from download import iter_body
+from files import write_atomic
+from replies import normalize_reply, validate_trace
+from traces import check_trace, reference_to_trace
 
 KEY_ENV_VARS = ("TEACHER_API_KEY", "OPENAI_API_KEY")
 RETRY_STATUS = {408, 409, 429}  # and every 5xx: the server may answer if asked again later

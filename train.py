@@ -30,12 +30,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+import cli_checks
 import data
-from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
-                    trace_verdict, training_targets, ways_to_ask)
-from traces import variants as verified_variants
+import download
+import intervals
+import tokenizer
+from ablations import FILLER, training_targets, ways_to_ask
+from traces import Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace, trace_verdict
+from reinstantiate import variants as verified_variants
 from evaluate import decode_and_score
-from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
+from checkpoint import read_checkpoint, save_checkpoint
+from device import pick_device
+from files import write_atomic
+from model import EncoderDecoder, ModelConfig
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 
@@ -56,7 +63,7 @@ class TrainConfig:
     data_dir: str = setting("", "GSM8K folder; empty -> $GSM8K_DIR or data/gsm8k")
     traces: str = setting("", "teacher traces JSONL; empty -> GSM8K reference solutions")
     trace_format: str = setting("equations", "equations: the equation lines only | steps: the solution's sentences and equations")
-    vocab_size: int = setting(data.DEFAULT_VOCAB, "tokenizer pieces")
+    vocab_size: int = setting(tokenizer.DEFAULT_VOCAB, "tokenizer pieces")
     tokenizer_dir: str = setting("", "where tokenizers are cached; empty -> data/tokenizer")
     limit: int = setting(0, "train on the first N problems only (0 = all)")
     variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)")
@@ -119,7 +126,7 @@ MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "co
 # What each numeric setting may be, checked as the flags are read: a bad value is a one-line usage
 # error, not a traceback mid-run (--grad-accum 0), a crash after training (--eval-batch 0) or a
 # silent run on something else (--limit -5 trained on all but 5 problems).
-_n = data.arg_number
+_n = cli_checks.arg_number
 FLAG_TYPES = {
     **{k: _n(int, at_least=1) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "max_src",
                                         "max_tgt", "batch_tokens", "grad_accum", "log_interval", "eval_interval",
@@ -323,13 +330,13 @@ def lock_run_folder(out, resume, overwrite):
 
 def input_files(cfg, data_dir):
     """
-    What a run reads, by content (data.file_record: name, path, rows, sha256, official): the
+    What a run reads, by content (download.file_record: name, path, rows, sha256, official): the
     GSM8K files and the traces file. config.json and metrics.json keep it, so a resume or an
     evaluation on other data is caught, and every score says what it was measured on.
     Example: input_files(cfg, Path("data/gsm8k"))["train"]["rows"] == 7473
     """
     files = {"train": data_dir / "train.jsonl", "test": data_dir / "test.jsonl", **({"traces": cfg.traces} if cfg.traces else {})}
-    return {role: data.file_record(path) for role, path in files.items()}
+    return {role: download.file_record(path) for role, path in files.items()}
 
 
 def check_same_inputs(out, ckpt, tok, files):
@@ -382,7 +389,7 @@ def set_up(cfg):
     """The device and, under torchrun, the process group; then the seeds. Returns this process's Parallel."""
     ddp = "RANK" in os.environ
     rank, world = (int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])) if ddp else (0, 1)
-    device = data.pick_device(cfg.device)
+    device = pick_device(cfg.device)
     if ddp:
         if device.type == "cuda":
             device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
@@ -402,16 +409,16 @@ def read_inputs(cfg, par):
     Example: tok, train, val, traces, files = read_inputs(cfg, par)
     """
     data_dir = data.resolve_data_dir(cfg.data_dir or None)
-    tok_dir = cfg.tokenizer_dir or data.TOKENIZER_DIR
+    tok_dir = cfg.tokenizer_dir or tokenizer.TOKENIZER_DIR
     try:
         if par.master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
-            data.download(data_dir)
+            download.download(data_dir)
         if par.ddp:
             dist.barrier()
-        tok = data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if par.master else None
+        tok = tokenizer.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if par.master else None
         if par.ddp:
             dist.barrier()
-            tok = tok or data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
+            tok = tok or tokenizer.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
         train = data.load_gsm8k("train", data_dir)[: cfg.limit or None]
         val = data.load_gsm8k("val", data_dir)
         traces = data.read_traces(cfg.traces) if cfg.traces else None
@@ -552,7 +559,7 @@ def resume_state(out, cfg, model, optimizer, tok, files, par):
     par.log(f"resumed {out / 'last.pt'} at step {state.step}")
     if par.master and (out / "log.jsonl").exists():
         rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= state.step]
-        data.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
+        write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
     return state
 
 
@@ -576,7 +583,7 @@ class Run:
     cfg: TrainConfig
     par: Parallel
     out: Path                # the run folder
-    tok: data.Tokenizer
+    tok: tokenizer.Tokenizer
     examples: dict           # task -> training Examples
     val: list                # val problems; the first cfg.eval_problems are decoded for exact match
     val_examples: dict       # task -> val Examples, for the validation loss
@@ -910,7 +917,7 @@ def finish(run, state, source):
         k = sum(correct)
         key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
         metrics[key] = k / len(test)
-        metrics[key + "_ci95"] = data.wilson_interval(k, len(test))
+        metrics[key + "_ci95"] = intervals.wilson_interval(k, len(test))
         print(f"test exact match{'' if task is None else f' ({task})'}: {k}/{len(test)} = {k / len(test):.3f} "
               f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
     write_json(out / "metrics.json", metrics)
@@ -924,7 +931,7 @@ def seen_story_questions(path):
 
 
 def write_json(path, obj):
-    data.write_atomic(path, json.dumps(obj, indent=2) + "\n")
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def fmt_time(s):

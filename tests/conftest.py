@@ -36,17 +36,17 @@ def gsm8k_dir():
 def tokenizer_dir(gsm8k_dir, tmp_path_factory):
     """A --tokenizer-dir holding the real tokenizer (default vocabulary), trained once per test run
     on the real train split (seconds): every train.py a test starts can share it."""
-    import data
+    from tokenizer import DEFAULT_VOCAB, get_tokenizer
     path = tmp_path_factory.mktemp("tok")
-    data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, path)
+    get_tokenizer(DEFAULT_VOCAB, gsm8k_dir, path)
     return path
 
 
 @pytest.fixture(scope="session")
 def tokenizer(gsm8k_dir, tokenizer_dir):
     """The real tokenizer (default vocabulary), from tokenizer_dir."""
-    import data
-    return data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tokenizer_dir)
+    from tokenizer import DEFAULT_VOCAB, get_tokenizer
+    return get_tokenizer(DEFAULT_VOCAB, gsm8k_dir, tokenizer_dir)
 
 
 def overfit(model, src, tgt_in, targets, steps, lr=3e-3, stop_below=0.0):

@@ -8,7 +8,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script,flag", [("train.py", "--time-budget-min"), ("data.py", "--vocab-size"), ("study.py", "--train-args"),
+@pytest.mark.parametrize("script,flag", [("train.py", "--time-budget-min"), ("data.py", "--data-dir"), ("tokenizer.py", "--vocab-size"),
+                                          ("reinstantiate.py", "--seed"), ("study.py", "--train-args"),
                                           ("bench.py", "--quick"), ("evaluate.py", "--calculator"), ("teacher.py", "--max-retries")])
 def test_help(script, flag):
     r = subprocess.run([sys.executable, str(ROOT / script), "--help"], capture_output=True, text=True, timeout=120)

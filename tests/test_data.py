@@ -1,115 +1,12 @@
-"""data.py against exact oracles: hand-made cases, a real HTTP server, and the real GSM8K files (traces: tests/test_traces.py)."""
-import hashlib
-import http.server
+"""data.py against exact oracles: hand-made cases and the real GSM8K files (the download: test_download.py; the tokenizer: test_tokenizer.py)."""
 import json
-import os
 import random
-import stat
-import threading
-import time
 
 import pytest
 
 import data
 import traces
 
-
-# ----------------------------------------------------------------------------- download
-
-class FileServer(http.server.ThreadingHTTPServer):
-    """Serves {name: bytes}; mode 'cut' announces the full length but closes halfway, mode 'trickle'
-    sends one byte every 50 ms and gives up after 5 s (bounded: the server never outlives its test)."""
-
-    def __init__(self, files, mode="ok"):
-        self.files, self.mode, self.requests = files, mode, 0
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(h):
-                self.requests += 1
-                body = self.files.get(h.path.rsplit("/", 1)[-1])
-                if body is None:
-                    h.send_response(404)
-                    h.end_headers()
-                    return
-                h.send_response(200)
-                h.send_header("Content-Length", str(len(body)))
-                h.end_headers()
-                if self.mode == "trickle":
-                    stop = time.time() + 5
-                    try:
-                        for i in range(len(body)):
-                            if time.time() > stop:
-                                break
-                            h.wfile.write(body[i:i + 1])
-                            h.wfile.flush()
-                            time.sleep(0.05)
-                    except (BrokenPipeError, ConnectionResetError):  # the client gave up first
-                        pass
-                    h.close_connection = True
-                    return
-                h.wfile.write(body[: len(body) // 2] if self.mode == "cut" else body)
-                h.wfile.flush()
-                h.close_connection = True
-
-            def log_message(h, *a):
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.server_address[1]}/data"
-
-
-@pytest.fixture(scope="module")
-def official(gsm8k_dir):
-    return {n: (gsm8k_dir / n).read_bytes() for n in data.GSM8K_FILES}
-
-
-def test_download_good_files_then_nothing_refetched(official, tmp_path):
-    server = FileServer(official)
-    data.download(tmp_path, base_url=server.url)
-    for name, (_, digest) in data.GSM8K_FILES.items():
-        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest
-    assert server.requests == 2
-    data.download(tmp_path, base_url=server.url)
-    assert server.requests == 2  # verified files are not fetched again
-    server.shutdown()
-
-
-def test_download_bad_checksum_leaves_nothing(official, tmp_path):
-    server = FileServer({n: b.replace(b"Natalia", b"Nathalie") for n, b in official.items()})
-    with pytest.raises(RuntimeError, match="sha256.*does not match"):
-        data.download(tmp_path, base_url=server.url)
-    assert list(tmp_path.iterdir()) == []
-    server.shutdown()
-
-
-def test_download_cut_mid_file_leaves_nothing(official, tmp_path):
-    server = FileServer(official, mode="cut")
-    with pytest.raises(RuntimeError, match="127.0.0.1"):
-        data.download(tmp_path, base_url=server.url)
-    assert list(tmp_path.iterdir()) == []
-    server.shutdown()
-
-
-def test_download_trickled_byte_by_byte_stops_at_its_deadline(official, tmp_path):
-    server = FileServer(official, mode="trickle")
-    t0 = time.time()
-    with pytest.raises(RuntimeError, match="train.jsonl.*DeadlineExceeded"):
-        data.download(tmp_path, base_url=server.url, timeout=2, deadline=0.5)
-    assert time.time() - t0 < 2  # each byte comes within the 2 s read timeout: only the deadline ends it
-    assert list(tmp_path.iterdir()) == []
-    server.shutdown()
-
-
-def test_download_unreachable_names_url_and_local_copy(tmp_path):
-    with pytest.raises(RuntimeError, match=r"http://127.0.0.1:9/x/train.jsonl.*GSM8K_DIR"):
-        data.download(tmp_path, base_url="http://127.0.0.1:9/x", timeout=2)
-
-
-# ----------------------------------------------------------------------------- loading
 
 def test_splits_sizes_disjoint_and_stable(gsm8k_dir, tmp_path):
     train, val, test = (data.load_gsm8k(s, gsm8k_dir) for s in ("train", "val", "test"))
@@ -147,23 +44,6 @@ def test_bad_rows_name_file_and_line(bad_row, tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_a_file_that_is_not_the_official_one_is_said_loudly_and_recorded(gsm8k_dir, tmp_path, capsys):
-    assert data.file_record(gsm8k_dir / "train.jsonl") == {"name": "train.jsonl", "path": str(gsm8k_dir / "train.jsonl"), "rows": 7473,
-                                                           "sha256": data.GSM8K_FILES["train.jsonl"][1], "official": True}
-    data.load_gsm8k("test", gsm8k_dir)
-    assert capsys.readouterr().err == ""  # the official files load in silence
-    lines = (gsm8k_dir / "train.jsonl").read_text().splitlines(keepends=True)
-    (tmp_path / "train.jsonl").write_text("".join(lines[:2888]))  # cut at a line boundary: every row still reads
-    (tmp_path / "test.jsonl").write_text("".join((gsm8k_dir / "test.jsonl").read_text().splitlines(keepends=True)[:20]))
-    assert len(data.load_gsm8k("train", tmp_path)) + len(data.load_gsm8k("val", tmp_path)) == 2888
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "NOT the official GSM8K train.jsonl: 2888 rows" in err[0] and "7473 rows" in err[0]  # once per file
-    data.load_gsm8k("test", tmp_path)
-    assert "NOT the official GSM8K test.jsonl: 20 rows" in capsys.readouterr().err
-    record = data.file_record(tmp_path / "test.jsonl")
-    assert (record["rows"], record["official"]) == (20, False) and record["sha256"] == hashlib.sha256((tmp_path / "test.jsonl").read_bytes()).hexdigest()
-
-
 def test_missing_file_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="python data.py download"):
         data.load_gsm8k("test", tmp_path)
@@ -180,47 +60,6 @@ def test_missing_file_says_what_to_do(tmp_path):
 ])
 def test_extract_answer(text, expected):
     assert data.extract_answer(text) == expected
-
-
-# ----------------------------------------------------------------------------- tokenizer
-
-def test_tokenizer_round_trip_on_all_of_gsm8k(gsm8k_dir, tokenizer):
-    for split in ("train", "val", "test"):
-        for p in data.load_gsm8k(split, gsm8k_dir):
-            for text in (p.question, traces.reference_to_trace(p.solution), p.solution):
-                assert tokenizer.decode(tokenizer.encode(text)) == text
-
-
-def test_tokenizer_rule_and_specials(tokenizer):
-    t = tokenizer
-    assert (t.pad_id, t.unk_id, t.bos_id, t.eos_id) == (0, 1, 2, 3)
-    assert [t.piece(i) for i in range(4)] == ["<pad>", "<unk>", "<s>", "</s>"]
-    assert t.vocab_size == data.DEFAULT_VOCAB
-    # digits are single tokens, '####' and newline are one piece each
-    pieces = [t.piece(i) for i in t.encode("12345 + 678 = 13023\n#### 13023")]
-    assert all(len(p.strip("▁")) <= 1 for p in pieces if any(c.isdigit() for c in p))
-    assert "####" in pieces and "\n" in pieces
-    # the exact rule: every text round-trips unless it holds '▁', the space marker
-    for text in ("naïve 日本 🙂  x", " lead", "trail ", "a\tb\r\n", "\x00", "", "<s> <pad>", "ﬁ\xa0"):
-        assert t.decode(t.encode(text)) == text
-    assert t.decode(t.encode("▁x")) == " x"
-
-
-def test_tokenizer_deterministic_and_cached(gsm8k_dir, tokenizer, tmp_path):
-    again = data.get_tokenizer(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path)
-    assert again.sha256 == tokenizer.sha256
-    texts = data.tokenizer_texts(gsm8k_dir)
-    assert not any(q.question in texts for q in data.load_gsm8k("test", gsm8k_dir)[:50])
-    # the remembered key is the key of the texts; another train file is a miss, never the old key
-    key, built = data.tokenizer_key(data.DEFAULT_VOCAB, gsm8k_dir, tmp_path)
-    assert built is None and again.path.endswith(f"sp{data.DEFAULT_VOCAB}-{key}.model")
-    assert key == hashlib.sha256(json.dumps([data.DEFAULT_VOCAB, data.SPECIAL_PIECES, texts]).encode()).hexdigest()[:10]
-    edited = tmp_path / "edited"
-    edited.mkdir()
-    (edited / "train.jsonl").write_text((gsm8k_dir / "train.jsonl").read_text().replace("Natalia", "Nathalie", 1))
-    key2, built2 = data.tokenizer_key(data.DEFAULT_VOCAB, edited, tmp_path)
-    assert key2 != key and any("Nathalie" in t for t in built2)
-    assert data.tokenizer_key(data.DEFAULT_VOCAB, edited, tmp_path) == (key2, None)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -260,19 +99,3 @@ def test_read_traces(tmp_path):
         data.read_traces(f)
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         data.read_traces(tmp_path / "nope.jsonl")
-
-
-
-def test_write_atomic_gives_the_mode_of_any_new_file(tmp_path):
-    """mkstemp makes its file 0600; the written file gets what open() would give under the umask."""
-    old = os.umask(0o027)
-    try:
-        data.write_atomic(tmp_path / "a" / "metrics.json", "{}\n")
-        assert os.umask(0o027) == 0o027  # reading the umask left it as it was
-        with open(tmp_path / "plain.txt", "w") as f:
-            f.write("x")
-    finally:
-        os.umask(old)
-    assert (tmp_path / "a" / "metrics.json").read_text() == "{}\n"
-    assert stat.S_IMODE((tmp_path / "a" / "metrics.json").stat().st_mode) == 0o640 == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)
-    assert [p.name for p in (tmp_path / "a").iterdir()] == ["metrics.json"]  # no temp file left behind

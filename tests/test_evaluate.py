@@ -12,7 +12,10 @@ import pytest
 
 import charts
 import data
+import download
+import intervals
 import traces
+from tokenizer import train_tokenizer
 import evaluate as ev
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +78,7 @@ def test_reasoning_warning():
 
 
 def test_wilson_interval_known_value():
-    lo, hi = data.wilson_interval(50, 100)
+    lo, hi = intervals.wilson_interval(50, 100)
     assert (round(lo, 4), round(hi, 4)) == (0.4038, 0.5962)
 
 
@@ -93,7 +96,7 @@ def test_summarize_hand_made():
             row("1 + 1 = 2\n2 + 2 = 4\n4 + 4 = 8\n8 + 8 = 17\n16 + 16 = 33", "32", cut=True, n_tokens=64)]
     m = ev.summarize(rows)
     assert (m["n"], m["correct"], m["exact_match"]) == (4, 1, 0.25)
-    assert m["exact_match_ci95"] == list(data.wilson_interval(1, 4))
+    assert m["exact_match_ci95"] == list(intervals.wilson_interval(1, 4))
     assert (m["equations"], m["wrong_equations"], m["problems_with_wrong"]) == (11, 3, 2)
     assert m["equation_error_rate"] == 3 / 11 and m["problem_error_rate"] == 0.5
     assert (m["tokens_mean"], m["tokens_median"], m["steps_mean"]) == (31.0, 25.0, 11 / 4)
@@ -235,7 +238,7 @@ def test_run_errors_name_the_path(tmp_path):
 
 def test_a_tokenizer_whose_size_differs_from_the_model_is_refused(tmp_path, gsm8k_dir):
     texts = [p.question for p in data.load_gsm8k("train", gsm8k_dir)[:300]]
-    tok = data.train_tokenizer(texts, tmp_path / "tok.model", 500)
+    tok = train_tokenizer(texts, tmp_path / "tok.model", 500)
     ckpt = {"tokenizer": {"path": tok.path}, "config": {"vocab_size": 4000}}  # a run without the tokenizer's sha256
     with pytest.raises(ValueError, match=r"tok.model has 500 pieces.*4000"):
         ev.load_tokenizer(ckpt, tmp_path)
@@ -265,7 +268,7 @@ def smoke_runs(gsm8k_dir, tokenizer_dir, tmp_path_factory):
 def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
     runs = dict(smoke_runs)
     # a mixed run without a third training: the cot weights, asked both ways
-    from model import load_checkpoint, save_checkpoint
+    from checkpoint import load_checkpoint, save_checkpoint
     model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
     runs["mixed"] = tmp_path / "mixed"
     extra = {k: v for k, v in ckpt.items() if k not in ("format", "config", "model")}
@@ -330,7 +333,7 @@ def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_pat
     assert r.returncode == 0, r.stderr
     report = json.loads((run / "eval-test-limit4" / "eval.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    assert report["data"]["file"] == data.file_record(gsm8k_dir / "test.jsonl") and report["data"]["file"]["official"]
+    assert report["data"]["file"] == download.file_record(gsm8k_dir / "test.jsonl") and report["data"]["file"]["official"]
     assert report["data"]["same_as_training"] is True and report["tokenizer_sha256"] == config["tokenizer_sha256"]
     # a 20-line test.jsonl is not "test": refused, unless asked for, and then said everywhere
     small = tmp_path / "small"

@@ -15,9 +15,11 @@ import pytest
 import torch
 
 import data
+import download
+from tokenizer import train_tokenizer
 from traces import Calculator, check_trace, equations_only, reference_to_trace
 import train
-from model import load_checkpoint
+from checkpoint import load_checkpoint
 
 from conftest import overfit
 
@@ -203,7 +205,7 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     r = run_train(args + ["--stop-after-steps", "2"], gsm8k_dir, tok_dir)
     assert f"stopped after step 2 as asked; continue with:\n  python train.py --preset smoke --tokenizer-dir {tok_dir} {' '.join(args)} --resume" in r.stdout
     files = json.loads((out / "config.json").read_text())["data_files"]
-    assert files["train"] == data.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
+    assert files["train"] == download.file_record(gsm8k_dir / "train.jsonl") and files["train"]["official"] and files["test"]["rows"] == 1319
     # another GSM8K folder: one question differs (it also trains its own tokenizer)
     other = tmp_path / "gsm8k-edited"
     other.mkdir()
@@ -211,7 +213,7 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     (other / "test.jsonl").write_text((gsm8k_dir / "test.jsonl").read_text())
     # the same data, but another tokenizer found under the cached one's name
     name = Path(json.loads((out / "config.json").read_text())["tokenizer"]).name
-    data.train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
+    train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
     # the two refusals and the resume below side by side, each on its own copy of the stopped run (--out may change)
     copies = [shutil.copytree(out, tmp_path / f"copy{i}") for i in (1, 2)]
     r, r2, resumed = run_trains([[*args[:3], str(copies[0]), *args[4:], "--resume", "--data-dir", str(other)],

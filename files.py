@@ -1,0 +1,58 @@
+"""
+Files written so that no reader, and no crash, ever sees half of one: the one atomic write of
+the project, and the sha256 of a file. Serves every other module (data.py, model.py's
+checkpoints, train.py, evaluate.py, teacher.py, ...); knows nothing of GSM8K or training.
+"""
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def current_umask():
+    """
+    The process umask. Reading it means setting it: it is set to a strict 077 for that moment,
+    so a file another thread creates meanwhile is never more open than meant.
+    Example: current_umask() == 0o022  # the usual default
+    """
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path, content, fsync=False):
+    """
+    Write content (str as UTF-8, or bytes) to path through a temporary file in the same folder
+    and a rename, so a reader (or a crash) never sees half a file; the temporary name is unique,
+    so writers never collide, and a failed write removes it. fsync=True also asks the disk to
+    keep the bytes through a power cut before the rename (for checkpoints).
+    Example: write_atomic("runs/cot/metrics.json", json.dumps(metrics))
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp makes the file 0600 (private while it is a temp file); the result should have
+        # the mode of any other new file, as open() would give it (0644 under the usual umask)
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path):
+    """
+    The sha256 of a file's bytes, read in pieces (a checkpoint need not fit in memory twice).
+    Example: sha256_file("data/gsm8k/test.jsonl")[:12] == "3730d312f6e3"
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
