@@ -31,6 +31,7 @@ import data
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the metrics
 from model import generate_many, load_checkpoint
+from recorded import load_teacher_eval
 from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
@@ -490,7 +491,6 @@ def load_teacher(path):
     if not Path(path).exists():
         raise FileNotFoundError(f"teacher eval file {path} not found: make it with `python teacher.py ... --eval --out {path}` "
                                 f"or `python teacher.py --recorded FILE --out {path}`")
-    from teacher import load_teacher_eval
     return load_teacher_eval(path)
 
 
