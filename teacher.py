@@ -103,7 +103,6 @@ class RequestFailed(RuntimeError):
         self.retries, self.failures = retries, failures
 
 
-
 class Client:
     """
     POST {base_url}/chat/completions with retries: connection errors, timeouts, 408, 409, 429,
@@ -178,8 +177,6 @@ class Client:
         return {"text": self.redact(text), "finish_reason": None if finish is None else self.redact(str(finish)),
                 "latency_s": round(latency, 3), "prompt_tokens": int(usage.get("prompt_tokens") or 0),
                 "completion_tokens": int(usage.get("completion_tokens") or 0), "retries": retries, "failures": failures}
-
-
 
 
 # -----------------------------------------------------------------------------
@@ -278,9 +275,7 @@ def ask_all(todo, have, work, args, client, ledger, shots):
     return status, error
 
 
-
 # -----------------------------------------------------------------------------
-
 
 
 def get_parser():
@@ -317,8 +312,6 @@ def get_parser():
     a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost estimate")
     a("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost estimate")
     return parser
-
-
 
 
 def main(argv=None):

@@ -154,8 +154,6 @@ def add_totals(before, now):
     return {**total, "runs": before.get("runs", 1 if before else 0) + 1}
 
 
-
-
 def outputs_so_far(out, model):
     """
     The outputs already in the file out, by problem id (a run resumes from them); output of another
@@ -171,7 +169,6 @@ def outputs_so_far(out, model):
     return have
 
 
-
 def previous_totals(summary_path):
     """
     The totals over earlier runs that the summary file holds, {} if none (a run killed before it
@@ -183,7 +180,6 @@ def previous_totals(summary_path):
     except ValueError:
         before = {}
     return before.get("total") or before.get("this_run") or before  # flat counts: a summary without totals
-
 
 
 def eval_scores(rows, price_in=0.0, price_out=0.0):
