@@ -31,10 +31,11 @@ from pathlib import Path
 
 import requests
 
+from api_adapt import ParameterRefused, RequestShape, read_refusal, refusal_line
 from data import extract_answer, iter_body, load_gsm8k
 from recorded import generate_reference, score_recorded
 from teacher_http import parse_retry_after, scrub_url, secret_forms
-from teacher_ledger import Ledger, outputs_so_far, refuse_foreign
+from teacher_ledger import CUT_OFF_EMPTY, Ledger, outputs_so_far, progress_line, refuse_foreign
 from teacher_run import check_teacher_args, exit_code, positive_seconds, record_failure, share, write_summary
 from traces import check_trace, normalize_reply, reference_to_trace, validate_trace
 
@@ -107,7 +108,8 @@ class Client:
     """
     POST {base_url}/chat/completions with retries: connection errors, timeouts, 408, 409, 429,
     5xx and malformed replies are retried with exponential backoff and jitter (Retry-After
-    honoured, capped at max_wait); 400, 401, 403, 404 (and any other 4xx) raise FatalAPIError.
+    honoured, capped at max_wait); 400, 401, 403, 404 (and any other 4xx) raise FatalAPIError,
+    except a 400 refusing a parameter the request can do without (see chat and api_adapt.py).
     Each try must be over within `timeout` seconds, start to last byte. Everything the server
     says passes redact() before it leaves this class: some servers echo the key.
     Setting `stop` makes every thread give up at its next wait.
@@ -120,6 +122,7 @@ class Client:
         self.timeout, self.max_retries, self.backoff, self.max_wait = timeout, max_retries, backoff, max_wait
         self.stop = threading.Event()
         self.local = threading.local()  # a requests.Session is not thread-safe: one per worker
+        self.shape = RequestShape()  # the fields every request sends, adapted to what the server refuses
 
     def redact(self, text):
         for secret in self.secrets:
@@ -127,10 +130,26 @@ class Client:
         return text
 
     def chat(self, messages, temperature, max_tokens):
+        """
+        The reply to one request. A model that refuses a parameter (a reasoning model refuses
+        max_tokens, a temperature, the system role) gets the request reshaped once per refusal
+        and asked again; the shape is kept for the run, so later requests take no extra round trip.
+        """
+        adapted = set()  # the adaptations this request has made: each at most once
+        while True:
+            body = self.shape.body(self.model, messages, temperature, max_tokens)
+            try:
+                return self.post(body)
+            except ParameterRefused as refusal:
+                if not self.shape.adapt(refusal, body, adapted):
+                    self.stop.set()
+                    raise FatalAPIError(f"HTTP 400 from {scrub_url(self.url)} (model {self.model!r}): "
+                                        f"{refusal_line(refusal, adapted)}") from None
+
+    def post(self, body):
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens}
         failures = []  # why each try failed: counted by reason in the summary
         for attempt in range(self.max_retries + 1):
             retry_after = None
@@ -143,6 +162,8 @@ class Client:
                     content = b"".join(iter_body(r, deadline))
                 latency = time.perf_counter() - t0
                 said = self.redact(content.decode("utf-8", "replace"))  # redact, then cut: a cut key would half leak
+                if r.status_code == 400 and (refusal := read_refusal(said)):
+                    raise refusal  # chat() may reshape the request and ask again
                 if r.status_code in FATAL_HINTS:
                     self.stop.set()  # no other thread should start a request that will fail alike
                     said = said[:300].strip()
@@ -171,12 +192,17 @@ class Client:
     def parse(self, reply, latency, retries, failures):
         choice = reply["choices"][0]
         text, finish = choice["message"]["content"], choice.get("finish_reason")
+        if text is None and finish == "length":  # the cap was spent on hidden reasoning before any text
+            text = ""
         if not isinstance(text, str):
             raise TypeError("no text in the reply")
         usage = reply.get("usage") or {}
+        # a reasoning model's hidden tokens: billed, and already counted in completion_tokens
+        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
         return {"text": self.redact(text), "finish_reason": None if finish is None else self.redact(str(finish)),
                 "latency_s": round(latency, 3), "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "completion_tokens": int(usage.get("completion_tokens") or 0), "retries": retries, "failures": failures}
+                "completion_tokens": int(usage.get("completion_tokens") or 0), "reasoning_tokens": int(reasoning or 0),
+                "retries": retries, "failures": failures}
 
 
 # -----------------------------------------------------------------------------
@@ -198,6 +224,8 @@ def solve(p, have, args, client, ledger, shots):
             record_failure(e, args, client, ledger)
             continue
         trace, reason = validate_trace(reply["text"], reply["finish_reason"], p.answer, args.min_equations)
+        if reason == "truncated" and not reply["text"].strip():
+            reason = CUT_OFF_EMPTY  # the reasoning spent the cap: the summary advises a larger --max-tokens
         if reason is None and trace in seen:
             reason = "duplicate"
         row = None
@@ -223,7 +251,8 @@ def ask_once(p, have, args, client, ledger, shots):
         return
     output = normalize_reply(reply["text"])
     pred = extract_answer(output)
-    ledger.record(reply, None, {
+    cut_off_empty = reply["finish_reason"] == "length" and not output  # counted, so the summary can advise
+    ledger.record(reply, CUT_OFF_EMPTY if cut_off_empty else None, {
         "id": p.id, "question": p.question, "gold": p.answer, "output": output, "pred": pred, "model": args.model,
         "correct": pred == p.answer, "prompt_tokens": reply["prompt_tokens"],
         "completion_tokens": reply["completion_tokens"], "latency_s": reply["latency_s"],
@@ -242,7 +271,8 @@ def run_teacher(args, problems, client, shots):
     print(f"{len(problems) - len(todo)} of {len(problems)} problems already done in {out}, asking about {len(todo)}")
     ledger = Ledger(out)
     status, error = ask_all(todo, have, work, args, client, ledger, shots)
-    return write_summary(args, problems, todo, have, ledger, status, error)
+    request = client.shape.record(args.temperature, args.max_tokens)  # what was sent, after any adaptation
+    return write_summary(args, problems, todo, have, ledger, status, error, request)
 
 
 def ask_all(todo, have, work, args, client, ledger, shots):
@@ -261,9 +291,7 @@ def ask_all(todo, have, work, args, client, ledger, shots):
             if time.time() - t_print > 30 or i == len(futures):
                 t_print = time.time()
                 c = ledger.counts(args.price_in, args.price_out)
-                print(f"{i}/{len(todo)} problems | {c['lines_written']} lines written | rejected {c['rejections']} | "
-                      f"failed attempts {c['failed_attempts']} | {c['prompt_tokens']}+{c['completion_tokens']} tokens "
-                      f"${c['cost_usd']:.4f}", flush=True)
+                print(progress_line(i, len(todo), c), flush=True)
     except KeyboardInterrupt:
         status = "interrupted"
     except FatalAPIError as e:

@@ -21,6 +21,7 @@ import numpy as np
 
 
 ROW_START = b'{"id": '  # how json.dumps begins every row written here: the mark of our files
+CUT_OFF_EMPTY = "cut_off_before_any_text"  # finish_reason length, no text: hidden reasoning spent the cap
 
 
 def refuse_foreign(path):
@@ -90,6 +91,7 @@ class Ledger:
         self.f = open(path, "a", encoding="utf-8")
         self.lock = threading.Lock()
         self.requests = self.retried = self.retries = self.prompt_tokens = self.completion_tokens = self.accepted = 0
+        self.reasoning_tokens = 0  # the part of completion_tokens a reasoning model spent unseen
         self.latencies, self.rejections, self.failures = [], Counter(), Counter()
         self.failed_in_a_row = 0  # requests that failed after all their retries, since the last reply
 
@@ -106,6 +108,7 @@ class Ledger:
             if reply:
                 self.prompt_tokens += reply["prompt_tokens"]
                 self.completion_tokens += reply["completion_tokens"]
+                self.reasoning_tokens += reply["reasoning_tokens"]
                 self.latencies.append(reply["latency_s"])
             if reason:
                 self.rejections[reason] += 1
@@ -123,8 +126,21 @@ class Ledger:
         return {"requests": self.requests, "requests_retried": self.retried, "retries": self.retries,
                 "rejections": dict(sorted(self.rejections.items())),
                 "failed_attempts": dict(sorted(self.failures.items())), "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "lines_written": self.accepted,
+                "completion_tokens": self.completion_tokens, "reasoning_tokens": self.reasoning_tokens,
+                "lines_written": self.accepted,
+                # completion_tokens already holds the reasoning tokens: the cost counts them once
                 **cost_and_latency(self.prompt_tokens, self.completion_tokens, price_in, price_out, self.latencies)}
+
+
+def progress_line(done, todo, c):
+    """
+    The line a run prints every 30 s, from the ledger's counts c (reasoning tokens where the model reports them).
+    Example: progress_line(3, 8, ledger.counts(0, 0))
+    """
+    reasoning = f" ({c['reasoning_tokens']} of them reasoning)" if c["reasoning_tokens"] else ""
+    return (f"{done}/{todo} problems | {c['lines_written']} lines written | rejected {c['rejections']} | "
+            f"failed attempts {c['failed_attempts']} | {c['prompt_tokens']}+{c['completion_tokens']} tokens{reasoning} "
+            f"${c['cost_usd']:.4f}")
 
 
 def cost_and_latency(tokens_in, tokens_out, price_in, price_out, latencies):

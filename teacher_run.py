@@ -4,7 +4,7 @@ and defaults of the command line, the count of failed requests that stops a run 
 server, the run's status (done, failed, stopped, interrupted), its summary file and its exit code.
 
 Example:
-    summary = write_summary(args, problems, todo, have, ledger, "done", None)
+    summary = write_summary(args, problems, todo, have, ledger, "done", None, client.shape.record(0.7, 512))
     code = exit_code(summary, args.out)   # 0 done, 1 stopped, 3 failed, 130 interrupted
 """
 import argparse
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from data import write_atomic
 from teacher_http import scrub_url
-from teacher_ledger import add_totals, eval_scores, previous_totals, read_rows
+from teacher_ledger import CUT_OFF_EMPTY, add_totals, eval_scores, previous_totals, read_rows
 
 
 def positive_seconds(text):
@@ -71,11 +71,12 @@ def record_failure(e, args, client, ledger):
         client.stop.set()
 
 
-def write_summary(args, problems, todo, have, ledger, status, error):
+def write_summary(args, problems, todo, have, ledger, status, error, request):
     """
     Write (atomically) and return the summary of a run that has stopped asking: its status, what
-    the file now holds, this run's requests, tokens and cost, and their totals over every run into the file.
-    Example: summary = write_summary(args, problems, todo, have, ledger, "done", None)
+    the file now holds, what its requests sent (request: the fields, after any adaptation to the
+    server), this run's requests, tokens and cost, and their totals over every run into the file.
+    Example: summary = write_summary(args, problems, todo, have, ledger, "done", None, client.shape.record(0.7, 512))
     """
     out = Path(args.out)
     rows, summary_path = read_rows(out), Path(f"{out}.summary.json")
@@ -92,8 +93,8 @@ def write_summary(args, problems, todo, have, ledger, status, error):
     else:
         summary.update({"problems_done": sum(n_done[i] >= args.samples for i in ids), "traces_in_file": len(rows),
                         "problems_without_trace": sum(n_done[i] == 0 for i in ids),
-                        "samples": args.samples, "temperature": args.temperature})
-    summary.update({"this_run": this_run, "total": add_totals(before, this_run)})
+                        "samples": args.samples, "temperature": request["temperature"]})
+    summary.update({"request": request, "this_run": this_run, "total": add_totals(before, this_run)})
     write_atomic(summary_path, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -129,6 +130,11 @@ def exit_code(summary, out):
         print(f"warning: failed attempts by reason: {failed} (each retried up to --max-retries times)", file=sys.stderr)
     if summary.get("missing"):
         print(f"warning: {summary['missing']} problems got no reply (see request_failed); rerun to ask them again",
+              file=sys.stderr)
+    cut_off_empty = summary["this_run"]["rejections"].get(CUT_OFF_EMPTY)
+    if cut_off_empty:
+        print(f"warning: {cut_off_empty} replies were cut off at --max-tokens {summary['request']['max_tokens']} before "
+              f"any text: a reasoning model's hidden reasoning counts against the cap, so raise --max-tokens",
               file=sys.stderr)
     if summary["status"] == "stopped":
         print(f"error: {summary['error']}", file=sys.stderr)
