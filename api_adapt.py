@@ -129,7 +129,10 @@ class RequestShape:
         print(f"note: {note}", file=sys.stderr, flush=True)
 
     def record(self, temperature, max_tokens):
-        """What the run sent, for its summary. Example: RequestShape().record(0.7, 512)["token_cap_field"] == "max_tokens" """
+        """
+        What the run's requests sent, for its summary.
+        Example: RequestShape().record(0.7, 512)["token_cap_field"] == "max_tokens"
+        """
         with self.lock:
             return {"token_cap_field": self.cap_field, "max_tokens": max_tokens,
                     "temperature": temperature if self.send_temperature else "model's default",

@@ -15,6 +15,8 @@ Usage:
     python teacher.py --recorded ../shared/data/teachers/gsm8k-test-gpt-4.json --out traces/gpt-4-eval-test.jsonl
 
 The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
+Requests send max_tokens and a temperature, as every server takes them; a model that refuses one
+(a reasoning model) has the request adapted once, for the whole run (see api_adapt.py).
 Exit codes: 0 done, 1 stopped by the API (400/401/403/404), 2 bad input, 3 too few problems
 succeeded (--min-success), 130 interrupted.
 """
@@ -326,8 +328,10 @@ def get_parser():
     a("--max-attempts", type=int, help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
     a("--min-equations", type=int, default=1, help="reject traces with fewer checkable equations (0: off)")
     a("--shots", type=int, default=4, help="worked examples from the train split in the prompt")
-    a("--temperature", type=float, help="sampling temperature (default: 0.7, or 0 with --eval)")
-    a("--max-tokens", type=int, default=512, help="longest reply in tokens; a reply cut off there is rejected")
+    a("--temperature", type=float, help="sampling temperature (default: 0.7, or 0 with --eval; none for a model that "
+                                         "takes only its default)")
+    a("--max-tokens", type=int, default=512, help="longest reply in tokens, a reasoning model's hidden reasoning "
+                                                  "included; a reply cut off there is rejected")
     a("--workers", type=int, default=8, help="concurrent requests")
     a("--timeout", type=positive_seconds, default=60.0,
       help="seconds a request may take, first byte sent to last byte received, before it is retried")

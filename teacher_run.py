@@ -133,8 +133,9 @@ def exit_code(summary, out):
               file=sys.stderr)
     cut_off_empty = summary["this_run"]["rejections"].get(CUT_OFF_EMPTY)
     if cut_off_empty:
-        print(f"warning: {cut_off_empty} replies were cut off at --max-tokens {summary['request']['max_tokens']} before "
-              f"any text: a reasoning model's hidden reasoning counts against the cap, so raise --max-tokens",
+        cap = summary["request"]["max_tokens"]
+        print(f"warning: {cut_off_empty} replies were cut off at --max-tokens {cap} before any text: a reasoning "
+              f"model's hidden reasoning counts against the cap, so raise --max-tokens",
               file=sys.stderr)
     if summary["status"] == "stopped":
         print(f"error: {summary['error']}", file=sys.stderr)
