@@ -149,6 +149,7 @@ class Client:
                                         f"{refusal_line(refusal, adapted)}") from None
 
     def post(self, body):
+        """POST one request body, retrying what may pass; a refused parameter is raised as ParameterRefused."""
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
