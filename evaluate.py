@@ -39,6 +39,7 @@ from charts import size_label, svg_chart  # the drawing, kept apart from the met
 from checkpoint import load_checkpoint
 from device import pick_device
 from model import generate_many
+from recorded import load_teacher_eval
 from traces import arithmetic_error_rate, exact_match, step_correctness, step_values
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
@@ -498,7 +499,6 @@ def load_teacher(path):
     if not Path(path).exists():
         raise FileNotFoundError(f"teacher eval file {path} not found: make it with `python teacher.py ... --eval --out {path}` "
                                 f"or `python teacher.py --recorded FILE --out {path}`")
-    from teacher import load_teacher_eval
     return load_teacher_eval(path)
 
 

@@ -49,7 +49,7 @@ from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
 from cli_checks import arg_number
 from files import write_atomic
-from teacher import read_recorded
+from recorded import read_recorded
 TRAIN_PRESET = {"smoke": "smoke", "default": "default", "gpu": "gpu", "cpu": "default"}  # train.py's presets; cpu: default's former name
 
 

@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import traces
 import teacher  # noqa: E402
+from recorded import load_teacher_eval  # noqa: E402
+from teacher_http import parse_retry_after  # noqa: E402
+from teacher_ledger import read_rows  # noqa: E402
 from fake_llm import FakeLLM, ok, raw, stall, status, trickle  # noqa: E402
 
 # $GSM8K_DIR (relative to where pytest runs), else the shared copy beside the repo
@@ -383,7 +386,7 @@ def test_eval_keeps_every_reply_and_scores_it(capsys):
         assert code == 0 and llm.count() == 4 and llm.requests[0]["body"]["temperature"] == 0
         cli(capsys, llm, "--eval", "--limit", "4", "--out", "e.jsonl")  # nothing left to ask
         assert llm.count() == 4
-    rows, s = teacher.load_teacher_eval("e.jsonl")
+    rows, s = load_teacher_eval("e.jsonl")
     assert [r["id"] for r in sorted(rows, key=lambda r: r["id"])] == [p.id for p in TEST]
     by_id = {r["id"]: r for r in rows}
     assert set(by_id[p0.id]) >= {"id", "question", "gold", "output", "pred", "correct", "prompt_tokens",
@@ -396,104 +399,7 @@ def test_eval_keeps_every_reply_and_scores_it(capsys):
     assert (s["prompt_tokens"], s["completion_tokens"]) == (400, 80)
     assert s["latency_median_s"] is not None and s["latency_p90_s"] is not None
     Path("e.jsonl.summary.json").unlink()  # a killed run has no summary: it is rebuilt from the rows
-    assert teacher.load_teacher_eval("e.jsonl")[1]["exact_match"] == 0.25
-
-
-# -----------------------------------------------------------------------------
-# Recorded teachers: the three published shapes, in miniature fixtures written here
-
-
-def write_jsonl(path, rows):
-    Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def test_recorded_gsm8k_style_list_is_scored_like_a_live_reply(capsys):
-    p0, p1, p2, p3 = TEST
-    preds = [f"She sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.\n#### {p0.answer}",
-             f"2 + 1 = <<2+1=4>>4\n#### 4",                         # a false annotation stays false when written out
-             f"#### Working\n70000 - 0 = 70000\nso #### {p2.answer} dollars",  # a '####' heading is not the answer
-             f"3 * 3 * 60 = {p3.answer}"]                            # no marker: the last number
-    Path("gsm8k-test-tiny.json").write_text(json.dumps(
-        [{"question": p.question, "answer": p.solution, "model_prediction": m, "result": k != 1}
-         for k, (p, m) in enumerate(zip(TEST, preds))]))
-    s = teacher.run_recorded("gsm8k-test-tiny.json", None, TEST, "t.jsonl")
-    rows, loaded = teacher.load_teacher_eval("t.jsonl")
-    assert loaded == s and (s["model"], s["shape"], s["n"], s["missing"]) == ("tiny", "gsm8k", 4, 0)
-    assert rows[0]["output"] == "She sells 16 - 3 - 4 = 9 eggs.\nShe makes 9 * 2 = 18.\n#### 18"
-    assert traces.check_trace(rows[0]["output"])["n_steps"] == 2 and traces.check_trace(rows[1]["output"])["n_wrong"] == 1
-    assert rows[2]["output"] == "Working\n70000 - 0 = 70000\nso\n#### 70000"
-    assert [r["pred"] for r in rows] == ["18", "4", "70000", "540"] and [r["correct"] for r in rows] == [1, 0, 1, 1]
-    # the publishers marked the fourth one right too: theirs and ours are both kept
-    assert (s["exact_match"], s["published_exact_match"], s["params"]) == (0.75, 0.75, None)
-    assert [r["id"] for r in rows] == [p.id for p in TEST] and all(r["model"] == "tiny" for r in rows)
-
-
-def test_recorded_boxed_jsonl_by_id_keeps_the_first_of_a_repeated_id():
-    p0, p1, p2, p3 = TEST
-    gen = lambda text: {"generation": [text] if text is not None else None, "answer": None, "score": 1}
-    write_jsonl("boxed.jsonl", [
-        {"id": 3, "input": p3.question, "cot": gen(f"3 \\times 3 = 9 sprints, so \\( 9 \\times 60 = \\boxed{{{p3.answer}}} \\)")},
-        {"id": 0, "input": p0.question, "cot": gen("16 - 7 = 9, and 9 \\cdot 2 = \\boxed{\\$18}")},
-        {"id": 0, "input": p0.question, "cot": gen("a later copy: \\boxed{17}")},
-        {"id": 2, "input": p2.question, "cot": gen(None)},      # the publisher lost this reply
-        {"id": 1, "input": p1.question, "cot": gen("\\[ 2 + \\frac{2}{2} = 3 \\]\n\\boxed{3}")}])
-    s = teacher.run_recorded("boxed.jsonl", None, TEST, "b.jsonl")
-    by_id = {r["id"]: r for r in lines("b.jsonl")}
-    assert (s["shape"], s["n"], s["duplicate_ids_skipped"], s["empty_outputs"]) == ("boxed", 4, 1, 1)
-    assert by_id[p0.id]["output"] == "16 - 7 = 9, and 9 * 2 = $18\n#### 18"
-    assert by_id[p3.id]["output"] == "3 * 3 = 9 sprints, so 9 * 60 = 540\n#### 540"
-    assert by_id[p1.id]["output"] == "2 + (2 / 2) = 3\n#### 3" and traces.check_trace(by_id[p1.id]["output"])["all_hold"]
-    assert (by_id[p2.id]["output"], by_id[p2.id]["correct"], by_id[p2.id]["finish_reason"]) == ("", False, "empty")
-    assert (s["correct"], s["published_exact_match"]) == (3, 1.0)
-
-
-def test_recorded_gpt3_file_holds_several_models_and_one_is_picked(capsys):
-    rows = [{"question": p.question, "ground_truth": p.solution.replace("####", "A:"),
-             "6b_finetuning": {"solution": f"2 * 2 = <<2*2=4>>4\nA: {p.answer}", "is_correct": True},
-             "175b_finetuning": {"solution": "1 + 1 = <<1+1=2>>2\nA: 2", "is_correct": False}} for p in TEST]
-    write_jsonl("gsm8k-test-gpt3.jsonl", rows)
-    s = teacher.run_recorded("gsm8k-test-gpt3.jsonl", None, TEST, "six.jsonl")
-    assert "gpt3/6b_finetuning, gpt3/175b_finetuning; scoring gpt3/6b_finetuning" in capsys.readouterr().err
-    assert (s["model"], s["exact_match"], s["params"], s["models_in_file"]) == \
-        ("gpt3/6b_finetuning", 1.0, 6e9, ["gpt3/6b_finetuning", "gpt3/175b_finetuning"])
-    assert lines("six.jsonl")[0]["output"] == f"2 * 2 = 4\n#### {TEST[0].answer}"
-    s = teacher.run_recorded("gsm8k-test-gpt3.jsonl", "gpt3/175b_finetuning", TEST, "big.jsonl")
-    assert (s["exact_match"], s["params"], lines("big.jsonl")[0]["pred"]) == (0.0, 175e9, "2")
-    with pytest.raises(ValueError, match="holds gpt3/6b_finetuning, gpt3/175b_finetuning, not 'gpt3/7b'.*--model"):
-        teacher.run_recorded("gsm8k-test-gpt3.jsonl", "gpt3/7b", TEST, "x.jsonl")
-    assert teacher.gpt3_params("gpt3/175b_verification") is None  # best of 100 by a verifier: not one model's size
-
-
-def test_recorded_file_of_unknown_shape_is_refused_in_one_line(capsys):
-    write_jsonl("other.jsonl", [{"problem": "q", "response": "#### 1"}])
-    with pytest.raises(ValueError, match="other.jsonl: not a recorded teacher file of a known shape; expected"):
-        teacher.read_recorded("other.jsonl")
-    Path("notes.txt").write_text("some notes\n")
-    code, out, err = cli(capsys, None, "--recorded", "notes.txt")
-    assert code == 2 and err.count("\n") == 1 and "notes.txt:1: not valid JSON" in err and "expected" in err
-    write_jsonl("mixed.jsonl", [{"id": 0, "cot": {"generation": ["#### 1"]}}, {"id": 1, "text": "#### 2"}])
-    with pytest.raises(ValueError, match="mixed.jsonl:2: not a boxed-shaped row"):
-        teacher.read_recorded("mixed.jsonl")
-    assert not Path("traces").exists()
-
-
-def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refused(capsys):
-    p0, p1, p2, p3 = TEST
-    gen = lambda p: {"generation": [f"\\boxed{{{p.answer}}}"], "score": 1}
-    write_jsonl("gsm8k-test-gap.jsonl", [{"id": i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST) if i != 2])
-    s = teacher.run_recorded("gsm8k-test-gap.jsonl", None, TEST, "g.jsonl")
-    assert (s["n"], s["missing"], s["missing_lines"]) == (3, 1, [2]) and p2.id not in {r["id"] for r in lines("g.jsonl")}
-    # the command line scores all of test: every other line is missing too, and the warning names them
-    code, out, err = cli(capsys, None, "--recorded", "gsm8k-test-gap.jsonl", "--out", "g.jsonl")
-    assert code == 0 and "no output for 1316 test problems, at lines 2, 4, 5, 6," in err
-    assert json.loads(out)["n"] == 3 and summary("g.jsonl")["missing_lines"][:3] == [2, 4, 5]
-    write_jsonl("swapped.jsonl", [{"id": 1 - i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST[:2])])
-    with pytest.raises(ValueError, match="test line 0 answers another question"):
-        teacher.run_recorded("swapped.jsonl", None, TEST, "s.jsonl")
-    write_jsonl("beyond.jsonl", [{"id": 7, "input": p0.question, "cot": gen(p0)}])
-    with pytest.raises(ValueError, match="output for test line 7, but test has lines 0-3"):
-        teacher.run_recorded("beyond.jsonl", None, TEST, "b.jsonl")
+    assert load_teacher_eval("e.jsonl")[1]["exact_match"] == 0.25
 
 
 # -----------------------------------------------------------------------------
@@ -501,21 +407,21 @@ def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refuse
 
 
 def test_parse_retry_after():
-    assert teacher.parse_retry_after("2") == 2.0 and teacher.parse_retry_after(None) is None
-    assert teacher.parse_retry_after("soon") is None
+    assert parse_retry_after("2") == 2.0 and parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 < teacher.parse_retry_after(date) <= 30
+    assert 25 < parse_retry_after(date) <= 30
 
 
 def test_read_rows_drops_only_a_cut_off_last_line(tmp_path, capsys):
     f = tmp_path / "x.jsonl"
     f.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "tr')
-    assert [r["id"] for r in teacher.read_rows(f)] == ["a", "b"] and f.read_text().endswith('"tr')
-    assert [r["id"] for r in teacher.read_rows(f, repair=True)] == ["a", "b"]
+    assert [r["id"] for r in read_rows(f)] == ["a", "b"] and f.read_text().endswith('"tr')
+    assert [r["id"] for r in read_rows(f, repair=True)] == ["a", "b"]
     assert f.read_text() == '{"id": "a"}\n{"id": "b"}\n' and "cut-off" in capsys.readouterr().err
     f.write_text('{"id": "a"}\nnot json\n{"id": "c"}\n')
     with pytest.raises(ValueError, match="x.jsonl:2"):
-        teacher.read_rows(f)
+        read_rows(f)
 
 
 # -----------------------------------------------------------------------------
