@@ -2,7 +2,7 @@
 # The GPU study: five students trained side by side on one GPU (each is too small to fill it),
 # then the comparison. Usage: bash .gpu/run.sh PRESET OUTDIR TRAIN_ARGS
 set -u
-PRESET=${1:-gpu}; RES=${2:-${OUT:-/tmp/out}}; TARGS=${3:-"--time-budget-min 2.5"}
+PRESET=${1:-gpu}; RES=${2:-${OUT:-out}}; TARGS=${3:-"--time-budget-min 2.5"}
 export GSM8K_DIR=$PWD/.gpu PYTHONUNBUFFERED=1 OMP_NUM_THREADS=3
 S=runs/study-$PRESET
 mkdir -p "$RES" runs
