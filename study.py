@@ -45,7 +45,8 @@ def on_ctrl_c(signum, frame):
 if __name__ == "__main__":  # before the imports below, which take seconds (torch): a Ctrl-C then is caught too
     signal.signal(signal.SIGINT, on_ctrl_c)
 
-from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
+from run_folder import MAY_DIFFER_ON_RESUME
+from train import MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
 from data import arg_number, write_atomic
 from teacher import read_recorded
