@@ -26,7 +26,6 @@ import platform
 import resource
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 
@@ -34,10 +33,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import data
 import train
-from data import arg_number
 from model import EncoderDecoder, ModelConfig
 
+START = time.perf_counter()  # log's clock
+RUN_PEAK_MB = 0.0  # the whole run's peak memory, kept across reset_peak_memory
+# random token ids start above the tokenizer's special ids (pad, unk, bos, eos), so nothing is masked
+FIRST_PLAIN_ID = max(data.Tokenizer.pad_id, data.Tokenizer.unk_id, data.Tokenizer.bos_id, data.Tokenizer.eos_id) + 1
 
 
 def preset_dims(overrides):
@@ -146,21 +149,22 @@ def hf_t5(vocab, d, n_heads, n_enc, n_dec, d_ff):
         return None
     cfg = T5Config(vocab_size=vocab, d_model=d, d_kv=d // n_heads, d_ff=d_ff, num_layers=n_enc, num_decoder_layers=n_dec,
                    num_heads=n_heads, dropout_rate=0.1, feed_forward_proj="gelu", tie_word_embeddings=True,
-                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # T5's own ids, not our tokenizer's
     return T5ForConditionalGeneration(cfg)
 
 
 def student(vocab, d, n_heads, n_enc, n_dec, d_ff, device):
     # Random weights would stop at eos whenever an argmax happens to hit it; an id that no argmax
     # can produce makes every greedy sample exactly max_new_tokens long.
-    cfg = ModelConfig(vocab_size=vocab, d_model=d, n_heads=n_heads, n_enc_layers=n_enc, n_dec_layers=n_dec,
-                      d_ff=d_ff, dropout=0.1, eos_id=vocab)
+    cfg = ModelConfig(vocab_size=vocab, d_model=d, n_heads=n_heads, n_enc_layers=n_enc, n_dec_layers=n_dec, d_ff=d_ff, dropout=0.1,
+                      pad_id=data.Tokenizer.pad_id, bos_id=data.Tokenizer.bos_id, eos_id=vocab)
     with contextlib.redirect_stdout(sys.stderr):  # its parameter count is progress, not a result
         return EncoderDecoder(cfg).to(device)
 
 
 def random_ids(vocab, *shape, device):
-    return torch.randint(4, vocab, shape, device=device)  # no pad/bos/eos: nothing is masked
+    """Token ids drawn uniformly from the plain pieces of a vocabulary (no special id: nothing is masked)."""
+    return torch.randint(FIRST_PLAIN_ID, vocab, shape, device=device)
 
 
 def train_step(model, loss_fn):
@@ -396,30 +400,16 @@ def print_table(figures, size, args, info):
     print(f"\npeak memory of the whole run: {f['peak_memory_mb']:.0f} MB")
 
 
-def write_json(path, payload):
-    """Atomically: a temporary file in the same folder renamed over path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few rounds: checks that every figure is produced")
     parser.add_argument("--json", metavar="FILE", help="also write every figure (and the machine) to this JSON file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--presets", nargs="+", choices=list(PRESETS), default=list(PRESETS), help="training comparisons to run")
-    parser.add_argument("--reps", type=arg_number(int, at_least=1), default=None, help="timed rounds per measurement, medians taken (default 3, quick 2)")
-    parser.add_argument("--steps", type=arg_number(int, at_least=1), default=None, help="training steps per timed round (default 2, quick 1)")
-    parser.add_argument("--threads", type=arg_number(int, at_least=0), default=0, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--seed", type=arg_number(int), default=0, help="seed for weights and token ids")
+    parser.add_argument("--reps", type=data.arg_number(int, at_least=1), default=None, help="timed rounds per measurement, medians taken (default 3, quick 2)")
+    parser.add_argument("--steps", type=data.arg_number(int, at_least=1), default=None, help="training steps per timed round (default 2, quick 1)")
+    parser.add_argument("--threads", type=data.arg_number(int, at_least=0), default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=data.arg_number(int), default=0, help="seed for weights and token ids")
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 3)
     args.steps = args.steps or (1 if args.quick else 2)
@@ -447,12 +437,11 @@ def main(argv=None):
     info["load_average_end"] = os.getloadavg()[0]  # other processes make every timing noisier
     print_table(figures, size, args, info)
     if args.json:
-        write_json(args.json, {"machine": info, "sizes": size, "presets": {n: dims[n] for n in args.presets},
-                               "reps": args.reps, "steps": args.steps, "figures": figures, "rounds": rounds})
+        payload = {"machine": info, "sizes": size, "presets": {n: dims[n] for n in args.presets},
+                   "reps": args.reps, "steps": args.steps, "figures": figures, "rounds": rounds}
+        data.write_atomic(args.json, json.dumps(payload, indent=1, sort_keys=True))
         print(f"wrote {args.json}")
 
 
-START = time.perf_counter()
-RUN_PEAK_MB = 0.0
 if __name__ == "__main__":
     main()

@@ -216,14 +216,14 @@ def eval_dir_name(split, eval_file, calculator, limit):
     return name + ("-calc" if calculator else "") + (f"-limit{limit}" if limit else "")
 
 
-def evaluate_run(run, split="test", eval_file=None, calculator=False, limit=0, out=None, batch_size=None,
+def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit=0, out=None, batch_size=None,
                  max_new_tokens=None, latency_samples=20, device=None, data_dir=None, other_data=False):
     """
     Decode every problem greedily, check every output, write predictions.jsonl and eval.json
     into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict.
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
-    run_dir, ckpt_path = resolve_run(run)
+    run_dir, ckpt_path = resolve_run(run_path)
     device = data.pick_device(device)
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
@@ -327,30 +327,31 @@ PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "gpu": 0}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a = p.add_argument
-    a("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
-    a("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
-    a("--teacher", action="append", help="--compare: a teacher's `teacher.py --eval` or `--recorded` JSONL, once per "
-                                         "teacher; the first one's traces are shown beside the students'")
-    a("--side-by-side", type=int, default=3, help="--compare: problems shown per student beside the first teacher's trace")
-    a("--baseline", help="--compare: run folder to test against (default: the run whose mode is answer)")
-    a("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
-    a("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
-    a("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
-    a("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
-      "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
-    a("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
-    a("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
-    a("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
-    a("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
-    a("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
-    a("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
-      "differs); eval.json and the report say so")
-    a("--device", help="cuda | mps | cpu (default: the best available)")
-    a("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
-    a("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
-    args = p.parse_args(argv)
+    """evaluate.py's flags (report.py reads the same ones for --compare). Example: parse_args(["runs/cot", "--calculator"]).limit == 0"""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    flag = parser.add_argument  # one flag a line
+    flag("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
+    flag("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
+    flag("--teacher", action="append", help="--compare: a teacher's `teacher.py --eval` or `--recorded` JSONL, once per "
+                                            "teacher; the first one's traces are shown beside the students'")
+    flag("--side-by-side", type=int, default=3, help="--compare: problems shown per student beside the first teacher's trace")
+    flag("--baseline", help="--compare: run folder to test against (default: the run whose mode is answer)")
+    flag("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
+    flag("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
+    flag("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
+    flag("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
+         "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
+    flag("--limit", type=data.arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")
+    flag("--batch-size", type=data.arg_number(int, at_least=1), help="sequences decoded together (default: the run's eval_batch)")
+    flag("--max-new-tokens", type=data.arg_number(int, at_least=1), help="decoding budget for reasoning (default: the run's max_new_tokens)")
+    flag("--latency-samples", type=data.arg_number(int, at_least=0), default=20, help="first N problems timed one at a time for latency (0 = skip)")
+    flag("--examples", type=data.arg_number(int, at_least=0), default=1, help="--compare: examples shown per cell of right/wrong against the baseline")
+    flag("--other-data", action="store_true", help="score a GSM8K file other than the one the run was trained with (its sha256 "
+         "differs); eval.json and the report say so")
+    flag("--device", help="cuda | mps | cpu (default: the best available)")
+    flag("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
+    flag("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
+    args = parser.parse_args(argv)
     if args.limit is None:
         args.limit = PRESET_TEST_LIMIT[args.preset] if args.preset else 0
     return args

@@ -319,11 +319,10 @@ def compared_entries(runs, args):
     Example: entries, data_warnings = compared_entries(["runs/answer", "runs/cot"], args)
     """
     entries, data_warnings = [], []
-    for run in runs:
-        run = Path(run)
-        folder = run if (run / "eval.json").exists() else resolve_run(run)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
+    for run_path in map(Path, runs):
+        folder = run_path if (run_path / "eval.json").exists() else resolve_run(run_path)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
         if not (folder / "eval.json").exists():
-            evaluate_run(run, args.split, args.eval_file, args.calculator, args.limit, folder, args.batch_size,
+            evaluate_run(run_path, args.split, args.eval_file, args.calculator, args.limit, folder, args.batch_size,
                          args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
         report, rows = read_eval(folder)
         data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
