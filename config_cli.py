@@ -1,5 +1,5 @@
 """
-train.py's command line: every field of its config dataclass becomes a flag, its --help the text
+train.py's command line and presets: every field of its config dataclass becomes a flag, its --help the text
 declared beside the field (setting), and each value is checked as it is read (FLAG_TYPES,
 check_config), so that a bad flag is a one-line usage error before any work, never a traceback
 mid-run. Serves train.py, which passes its own dataclass and presets in (this file imports no
@@ -21,6 +21,21 @@ def setting(default, help):
     Example: lr: float = setting(1e-3, "peak learning rate")
     """
     return field(default=default, metadata={"help": help})
+
+
+# Named sizes (--preset): what each changes from train.TrainConfig's defaults
+PRESETS = {
+    # tiny and quick: the whole pipeline in under a minute on 2 CPU cores
+    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
+                  batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
+                  test_limit=32, max_new_tokens=64, lr=3e-3),
+    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README);
+    # cot trains in about 21 minutes on one core of 2
+    "default": dict(),
+    # one GPU: wider and deeper, more epochs, the full sentences of the solutions
+    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, trace_format="steps",
+                batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
+}
 
 
 # What each numeric setting may be, checked as the flags are read: a bad value is a one-line usage

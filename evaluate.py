@@ -322,7 +322,7 @@ def fmt(x, spec):
     return "—" if x is None else format(x, spec)
 
 
-# train.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
+# config_cli.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
 PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "gpu": 0}
 
 

@@ -12,11 +12,15 @@ Example:
 import fcntl
 import json
 import os
+import random
 import shlex
 import shutil
 import signal
 import sys
+from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 import data
 from model import read_checkpoint
@@ -27,6 +31,14 @@ RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
 # Settings that do not change what is trained: a run may be resumed (or reused by study.py) with others.
 MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir",
                         "test_limit", "eval_batch", "overwrite"}
+
+
+def config_record(cfg, process, tok, source, n_problems, examples, files, state, model, argv):
+    """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
+    return {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
+            "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
+            "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
+            "resume_command": resume_command(argv)}
 
 
 def lock_run_folder(out, resume, overwrite):
@@ -118,6 +130,37 @@ def keep_log_until(out, step):
     if (out / "log.jsonl").exists():
         rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
         data.write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
+
+
+def rng_state():
+    """The random generators' states, which a checkpoint keeps so that a resumed run draws what an uninterrupted one would."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state, device):
+    """Restore what rng_state saved (the CUDA generator only on a CUDA device)."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def finished(ended, step, total_steps, out, argv, log):
+    """
+    True when the loop finished the run (the test score comes next); else say how to go on:
+    interrupted (Ctrl-C) exits 130 with the resume command, stopped as asked (--stop-after-steps) logs it.
+    Example: if finished(train_loop(setup, state), state.step, state.total_steps, out, None, print): ...
+    """
+    if ended == "interrupted":
+        print(f"interrupted after step {step}; {out / 'last.pt'} is saved, resume with:\n  {resume_command(argv)}", file=sys.stderr)
+        sys.exit(130)
+    if ended == "stopped" and step < total_steps:
+        log(f"stopped after step {step} as asked; continue with:\n  {resume_command(argv)}")
+        return False
+    return True
 
 
 def resume_command(argv=None):

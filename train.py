@@ -1,5 +1,5 @@
 """
-Train the student on GSM8K, for each supervision mode the study compares.
+Train the student on GSM8K, in each supervision mode the study compares.
 
     python train.py --mode cot                  # question -> reasoning trace + answer
     python train.py --mode answer               # question -> answer (the baseline)
@@ -7,21 +7,18 @@ Train the student on GSM8K, for each supervision mode the study compares.
     python train.py --mode cot --preset smoke   # end to end in under a minute on a CPU
     torchrun --nproc_per_node=2 train.py --mode cot   # data-parallel (gloo on CPU, nccl on GPU)
 
-Without --traces the student learns from GSM8K's reference solutions, the stand-in teacher;
-with --traces it learns from an LLM teacher's traces (teacher.py), the ones that pass the checks.
-The run folder (--out, default runs/<mode>) ends up holding config.json, log.jsonl,
-best.pt, last.pt and metrics.json: every number can be recomputed from it.
-Beside this file: config_cli.py (the flags), run_folder.py (lock, resume, Ctrl-C),
-distributed.py (torchrun), variant_problems.py (--variants).
+Without --traces the student learns from GSM8K's reference solutions (the stand-in teacher); with
+--traces, from an LLM teacher's traces (teacher.py). The run folder (--out, default runs/<mode>)
+ends up holding config.json, log.jsonl, best.pt, last.pt and metrics.json. Beside this file:
+config_cli.py (flags, presets), run_folder.py (lock, resume, Ctrl-C), distributed.py (torchrun),
+sound_traces.py, loss_mask.py and variant_problems.py (--traces, --mask-results, --variants).
 """
 import json
 import math
 import random
-import re
 import signal
 import sys
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -31,11 +28,12 @@ import config_cli
 import data
 import distributed
 import run_folder
-from config_cli import setting
+from config_cli import PRESETS, setting
 from evaluate import decode_and_score
 from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
-from traces import (FILLER, Calculator, EQ_RHS, TRACE_FORMATS, arithmetic_before, equations_only, reference_to_trace,
-                    trace_verdict, training_targets, ways_to_ask)
+from loss_mask import calculator_positions
+from sound_traces import keep_sound_traces
+from traces import FILLER, Calculator, TRACE_FORMATS, equations_only, reference_to_trace, training_targets, ways_to_ask
 from variant_problems import seen_story_questions, with_variants
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
@@ -90,38 +88,9 @@ class TrainConfig:
     overwrite: bool = setting(False, "start over in an --out that holds a run: its files are deleted first")
 
 
-PRESETS = {
-    # tiny and quick: the whole pipeline in under a minute on 2 CPU cores
-    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
-                  batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
-                  test_limit=32, max_new_tokens=64, lr=3e-3),
-    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README);
-    # cot trains in about 21 minutes on one core of 2
-    "default": dict(),
-    # one GPU: wider and deeper, more epochs, the full sentences of the solutions
-    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, trace_format="steps",
-                batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
-}
-
-
-PRESETS = {
-    # tiny and quick: the whole pipeline in under a minute on 2 CPU cores
-    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
-                  batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
-                  test_limit=32, max_new_tokens=64, lr=3e-3),
-    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README);
-    # cot trains in about 21 minutes on one core of 2
-    "default": dict(),
-    # one GPU: wider and deeper, more epochs, the full sentences of the solutions
-    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, trace_format="steps",
-                batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
-}
-
-
 def resolve_config(argv=None):
-    """
-    Defaults, then the preset, then flags given explicitly on the command line: (TrainConfig, resume).
-    Every TrainConfig field is a flag, its help the text declared beside the field (config_cli.py).
+    """Defaults, then the preset, then the flags given: (TrainConfig, resume); each field is a flag (config_cli.py).
+
     Example: cfg, resume = resolve_config(["--mode", "answer", "--preset", "smoke"])
     """
     choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": TRACE_FORMATS}
@@ -139,35 +108,11 @@ def resolve_config(argv=None):
 FILLER_TOKENS = {"steps": 100, "equations": 40}
 
 
-def calculator_positions(tok, text, ids):
-    """
-    Positions in ids (tok.encode(text)) of every result the calculator would write at decoding:
-    the number right after an '=' that follows readable arithmetic. A calculator-aware loss skips
-    them, as tool outputs are masked in tool-use fine-tuning: the student spends its capacity on
-    choosing operands and operations, and the calculator does the arithmetic.
-    Example: calculator_positions(tok, "3 * 4 = 12\n#### 12", tok.encode("3 * 4 = 12\n#### 12"))  # the ids of ' 12'
-    """
-    out = []
-    offset = 0
-    for line in text.split("\n"):
-        for m in re.finditer("=", line):  # the checker's own reading of an equation
-            rhs, lhs = EQ_RHS.match(line, m.end()), arithmetic_before(line[:m.start()])
-            if rhs is None or lhs is None or lhs[1] is None:
-                continue
-            before = tok.encode(text[:offset + m.start() + 1])
-            through = tok.encode(text[:offset + rhs.end(1)])
-            if ids[:len(through)] == through and through[:len(before)] == before:  # the pieces split at '='
-                out += range(len(before), len(through))
-        offset += len(line) + 1
-    return out
-
-
 def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results=False):
     """
-    (task, Example) pairs for a mode: each problem's training targets (traces.training_targets:
-    answer: q -> '#### a'; cot: q -> trace; mixed: both, each behind its task prefix; filler:
-    filler_tokens '.' tokens, then '#### a'; shuffled: the trace with its steps in random order)
-    in tokens. mask_results: the loss skips what the calculator would write.
+    (task, Example) pairs: each problem's training targets in a mode (traces.training_targets:
+    answer: q -> '#### a'; cot: q -> trace; mixed: both, each behind its task prefix; filler and
+    shuffled: the ablations), in tokens. mask_results: the loss skips what the calculator writes.
     Example: make_examples(train, {p.id: [reference_to_trace(p.solution)] for p in train}, "cot", tok, 1337, 40)
     """
     filler_id = tok.encode(FILLER)[-1]
@@ -188,45 +133,14 @@ def target_example(p, target, tok, filler_id, mask_results):
     return data.Example(p.id, tok.encode(p.question), head + body, [len(head) + i for i in skip])
 
 
-def keep_sound_traces(traces, problems, path, log):
-    """
-    The traces of problems that pass the teacher's own checks (trace_verdict: '#### <the
-    GSM8K label>' last, every equation true, at least one), as read_traces gives them. The
-    rejected are counted by reason and printed; a file where most are rejected, or none is left,
-    stops the run: it is not traces of these problems, and training on it would teach falsehoods.
-    Example: traces = keep_sound_traces(data.read_traces(f), train, f, print)
-    """
-    gold = {p.id: p.answer for p in problems}
-    kept, rejected, checked = {}, Counter(), 0
-    for pid, ts in traces.items():
-        for trace in ts if pid in gold else []:  # traces of other problems are not used: nothing to check
-            checked += 1
-            reason = trace_verdict(trace, gold[pid])
-            if reason:
-                rejected[reason] += 1
-            else:
-                kept.setdefault(pid, []).append(trace)
-    n_bad = sum(rejected.values())
-    reasons = ", ".join(f"{reason} {k}" for reason, k in rejected.most_common())
-    if n_bad * 2 > checked or not kept:
-        sys.exit(f"error: {path}: {n_bad} of {checked} traces of the {len(problems)} train problems fail the teacher's checks "
-                 f"({reasons or 'no trace at all'}); check the file, or make it with teacher.py")
-    if n_bad:
-        log(f"warning: {path}: left out {n_bad} of {checked} traces that fail the teacher's checks ({reasons})")
-    return kept
-
-
-
-
 # -----------------------------------------------------------------------------
 # The inputs: GSM8K, the tokenizer, the traces, the examples
 
 
 def read_inputs(cfg, process):
     """
-    GSM8K (fetched on first use), the tokenizer (trained on first use, by rank 0 while the others
-    wait), the train and val problems and the traces file as it is: (tok, train, val, traces or
-    None, input_files). A missing or malformed input exits with one line.
+    GSM8K and the tokenizer (made on first use, by rank 0 while the others wait), the train and val
+    problems and the traces file as it is: (tok, train, val, traces or None, input_files), or exit with one line.
     Example: tok, train, val, traces, files = read_inputs(cfg, process)
     """
     data_dir = data.resolve_data_dir(cfg.data_dir or None)
@@ -257,13 +171,9 @@ def choose_traces(cfg, train, val, traces, log):
     and the val problems' reference traces, both in cfg.trace_format: (traces, ref, source).
     Example: traces, ref, source = choose_traces(cfg, train, val, None, print)
     """
-    if cfg.traces:
-        traces = keep_sound_traces(traces, train, cfg.traces, log)
-        source = f"teacher traces from {cfg.traces}"
-        missing = sum(p.id not in traces for p in train)
-        if missing:
-            log(f"warning: {cfg.traces} has no trace for {missing} of {len(train)} train problems; training on the other {len(train) - missing}")
-    else:
+    if cfg.traces:  # the distillation: an LLM teacher's traces (teacher.py), those that pass its checks
+        traces, source = keep_sound_traces(traces, train, cfg.traces, log), f"teacher traces from {cfg.traces}"
+    else:  # the stand-in teacher
         traces = {p.id: [reference_to_trace(p.solution)] for p in train}
         source = "GSM8K reference solutions"
     ref = {p.id: [reference_to_trace(p.solution)] for p in val}
@@ -282,8 +192,8 @@ def by_task(pairs):
 
 def train_examples(cfg, tok, train, traces, log):
     """
-    {task: Examples} to train on: the train problems (with their variants, --variants) as the
-    mode teaches them, the ones longer than max_src/max_tgt left out and counted.
+    {task: Examples} to train on: the train problems (and --variants) as the mode teaches them,
+    those longer than max_src/max_tgt left out and counted.
     Example: examples = train_examples(cfg, tok, train, traces, print)  # {"cot": [...]}
     """
     if cfg.variants > 1:
@@ -347,40 +257,21 @@ def make_optimizer(model, cfg, device):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
 
 
-def rng_state():
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
 def resume_state(out, cfg, model, optimizer, tok, files, process):
     """
-    Load out/last.pt into model and optimizer, restore the random generators, and return its
-    TrainState; a checkpoint of other settings, data or tokenizer exits with one line
-    (run_folder.resume_checkpoint). Log rows written after that checkpoint are dropped.
+    Load out/last.pt into model and optimizer, restore the random generators, return its TrainState
+    (run_folder.resume_checkpoint refuses other settings, data or tokenizer); later log rows are dropped.
     Example: state = resume_state(Path("runs/cot"), cfg, model, optimizer, tok, files, process)
     """
     ckpt = run_folder.resume_checkpoint(out, cfg, tok, files, process.device)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    random.setstate(ckpt["rng"]["python"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if "cuda" in ckpt["rng"] and process.device.type == "cuda":
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    run_folder.set_rng_state(ckpt["rng"], process.device)
     state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
     process.log(f"resumed {out / 'last.pt'} at step {state.step}")
     if process.master:
         run_folder.keep_log_until(out, state.step)
     return state
-
-
-def wrap_model(model, cfg, process):
-    """What trains: the model, compiled (--compile) and wrapped for data parallelism (torchrun).
-    Checkpoints and validation use the model itself."""
-    if cfg.compile:
-        model = torch.compile(model)
-    return process.wrap(model)
 
 
 # -----------------------------------------------------------------------------
@@ -398,7 +289,7 @@ class TrainSetup:
     val: list                # val problems; the first cfg.eval_problems are decoded for exact match
     val_examples: dict       # task -> val Examples, for the validation loss
     mean_tokens: float       # target tokens in an average batch (loss_weight)
-    model: torch.nn.Module   # what trains (wrap_model)
+    model: torch.nn.Module   # what trains: raw_model, compiled (--compile) and wrapped for torchrun
     raw_model: EncoderDecoder  # the model itself: validated and saved
     optimizer: torch.optim.Optimizer
     autocast: object         # bf16 autocast on a GPU, a no-op on a CPU
@@ -506,7 +397,7 @@ def validate(setup):
 def checkpoint(setup, state, name, **more):
     """Save the model with everything a resume needs (TrainState, optimizer, random generators) as out/name."""
     save_checkpoint(setup.out / name, setup.raw_model, tokenizer={"path": setup.tok.path, "sha256": setup.tok.sha256},
-                    train_config=asdict(setup.cfg), **asdict(state), optimizer=setup.optimizer.state_dict(), rng=rng_state(), **more)
+                    train_config=asdict(setup.cfg), **asdict(state), optimizer=setup.optimizer.state_dict(), rng=run_folder.rng_state(), **more)
 
 
 def validate_and_save(setup, state, logf):
@@ -528,10 +419,9 @@ def validate_and_save(setup, state, logf):
 
 def train_loop(setup, state):
     """
-    Train until state.total_steps: an epoch is a shuffled list of batches, grad_accum of them per
-    optimizer step; a line every log_interval steps, validation and checkpoints every eval_interval
-    and at the end; Ctrl-C (setup.interrupt) ends it after the current step, with last.pt saved.
-    Returns how it ended: "finished", "stopped" (--stop-after-steps) or "interrupted".
+    Train until state.total_steps: an epoch is a shuffled list of batches, grad_accum per optimizer
+    step; a line every log_interval steps, validation and checkpoints every eval_interval and at the
+    end. Returns "finished", "stopped" (--stop-after-steps) or "interrupted" (Ctrl-C, last.pt saved).
     Example: ended = train_loop(setup, TrainState(total_steps=678))
     """
     cfg = setup.cfg
@@ -591,9 +481,10 @@ def main(argv=None):
 
     raw_model, optimizer = build_model(cfg, tok, process.device)
     state = resume_state(out, cfg, raw_model, optimizer, tok, files, process) if resume else TrainState(total_steps=total_steps)
-    model = wrap_model(raw_model, cfg, process)
+    model = process.wrap(torch.compile(raw_model) if cfg.compile else raw_model)  # what trains; raw_model is saved
     if process.master:
-        write_json(out / "config.json", config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv))
+        record = run_folder.config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv)
+        write_json(out / "config.json", record)
     process.log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {state.total_steps} steps ({steps_per_epoch} per epoch "
                 f"x {state.total_steps / max(1, steps_per_epoch):g} epochs), device {process.device}, world {process.world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if process.device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -603,34 +494,10 @@ def main(argv=None):
     if not process.ddp:  # under torchrun, Ctrl-C goes to torchrun, which stops every rank: resume from the last checkpoint
         signal.signal(signal.SIGINT, setup.interrupt)
     ended = train_loop(setup, state)
-    after_training(setup, state, ended, source, argv)
-
-
-def config_record(cfg, process, tok, source, n_problems, examples, files, state, model, argv):
-    """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
-    return {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
-            "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
-            "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
-            "resume_command": run_folder.resume_command(argv)}
-
-
-def after_training(setup, state, ended, source, argv):
-    """
-    After the loop: check that the ranks agree; then, as the loop ended, say how to resume
-    (interrupted: exit 130; stopped as asked) or score the best checkpoint on test (finished).
-    Example: after_training(setup, state, train_loop(setup, state), "GSM8K reference solutions", None)
-    """
-    process = setup.process
     if process.ddp:
-        distributed.check_ranks_agree(setup.raw_model, process)
-    if ended == "interrupted":
-        print(f"interrupted after step {state.step}; {setup.out / 'last.pt'} is saved, resume with:\n  {run_folder.resume_command(argv)}",
-              file=sys.stderr)
-        sys.exit(130)
-    if ended == "stopped" and state.step < state.total_steps:
-        process.log(f"stopped after step {state.step} as asked; continue with:\n  {run_folder.resume_command(argv)}")
-    elif process.master:
-        run_folder.score_or_say_how(lambda: finish(setup, state, source), setup.out, argv)
+        distributed.check_ranks_agree(raw_model, process)
+    if run_folder.finished(ended, state.step, state.total_steps, out, argv, process.log) and process.master:
+        run_folder.score_or_say_how(lambda: finish(setup, state, source), out, argv)  # Ctrl-C here: how to score it later
     distributed.stop(process)
 
 
