@@ -125,6 +125,22 @@ def resume_checkpoint(out, cfg, tok, files, device):
     return ckpt
 
 
+def resume(out, cfg, model, optimizer, tok, files, process):
+    """
+    Load out/last.pt into model and optimizer and restore the random generators (refused with one
+    line by resume_checkpoint); log rows written after it are dropped. Returns the checkpoint.
+    Example: ckpt = resume(Path("runs/cot"), cfg, model, optimizer, tok, files, process); ckpt["step"]
+    """
+    ckpt = resume_checkpoint(out, cfg, tok, files, process.device)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"], process.device)
+    process.log(f"resumed {out / 'last.pt'} at step {ckpt['step']}")
+    if process.master:
+        keep_log_until(out, ckpt["step"])
+    return ckpt
+
+
 def keep_log_until(out, step):
     """Drop the rows of out/log.jsonl written after step: on a resume, the steps that made them run again."""
     if (out / "log.jsonl").exists():

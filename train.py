@@ -257,23 +257,6 @@ def make_optimizer(model, cfg, device):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
 
 
-def resume_state(out, cfg, model, optimizer, tok, files, process):
-    """
-    Load out/last.pt into model and optimizer, restore the random generators, return its TrainState
-    (run_folder.resume_checkpoint refuses other settings, data or tokenizer); later log rows are dropped.
-    Example: state = resume_state(Path("runs/cot"), cfg, model, optimizer, tok, files, process)
-    """
-    ckpt = run_folder.resume_checkpoint(out, cfg, tok, files, process.device)
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    run_folder.set_rng_state(ckpt["rng"], process.device)
-    state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
-    process.log(f"resumed {out / 'last.pt'} at step {state.step}")
-    if process.master:
-        run_folder.keep_log_until(out, state.step)
-    return state
-
-
 # -----------------------------------------------------------------------------
 # The loop
 
@@ -480,7 +463,10 @@ def main(argv=None):
     steps_per_epoch, total_steps, mean_tokens = plan_steps(examples, cfg, process.world, process.log)
 
     raw_model, optimizer = build_model(cfg, tok, process.device)
-    state = resume_state(out, cfg, raw_model, optimizer, tok, files, process) if resume else TrainState(total_steps=total_steps)
+    state = TrainState(total_steps=total_steps)
+    if resume:  # from last.pt: weights, optimizer, random generators and the TrainState saved with them
+        ckpt = run_folder.resume(out, cfg, raw_model, optimizer, tok, files, process)
+        state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
     model = process.wrap(torch.compile(raw_model) if cfg.compile else raw_model)  # what trains; raw_model is saved
     if process.master:
         record = run_folder.config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv)
