@@ -328,7 +328,7 @@ def compared_entries(runs, args):
         data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
         run_dir = Path(report["run"])
         if not (run_dir / "config.json").exists() and (folder.parent / "config.json").exists():
-            run_dir = folder.parent  # published results moved since: the eval folder sits in its run folder
+            run_dir = folder.parent  # a copied run (results/): its eval folder sits in it, wherever eval.json says it was
         for m in report["results"]:
             preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
@@ -398,7 +398,7 @@ def tradeoff_table(entries, base, teachers, tok, args):
 def report_notes(entries, teachers, unplaced, data_warnings):
     """What the trade-off table cannot show: its warnings, the two charts, and what is left out of the rest."""
     lines = []
-    # computed again from the metrics, so eval.json files written before the warnings existed get them too
+    # from the metrics, not eval.json's own list: eval.json files in results/ may have none
     warnings = [w for w in (reasoning_warning(e["mode"], e["m"]) for e in entries) if w]
     for w in warnings:
         lines += ["", f"**Warning: {w}**, so its row above does not measure chain-of-thought."]

@@ -1,9 +1,10 @@
 """
 The run folder of train.py (--out): one process, one run, one set of inputs. It holds the lock
-that keeps a second train.py out, the record of what the run reads (input_files), the refusals
-that stop a resume with other settings, data or tokenizer, the command that resumes a run, and
-Ctrl-C as a request to stop after the current step. Serves train.py; none of it changes what a
-run computes.
+that keeps a second train.py out, the record of what a run reads and is (input_files,
+config_record), the resume (resume: refusals of other settings, data or tokenizer, the random
+generators' states, the log cut back), what to say when the loop stops early (finished,
+resume_command), and Ctrl-C as a request to stop after the current step (Interrupt). Serves
+train.py; none of it changes what a run computes.
 
 Example:
     lock = lock_run_folder(Path("runs/cot"), resume=False, overwrite=False)  # keep it referenced
