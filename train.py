@@ -37,6 +37,7 @@ from traces import FILLER, Calculator, TRACE_FORMATS, equations_only, reference_
 from variant_problems import seen_story_questions, with_variants
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
+ABLATIONS = ("filler", "shuffled")  # what a cot target is stripped of: its content (filler), its order (shuffled)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results
     Example: make_examples(train, {p.id: [reference_to_trace(p.solution)] for p in train}, "cot", tok, 1337, 40)
     """
     filler_id = tok.encode(FILLER)[-1]
-    return [(task, target_example(p, target, tok, filler_id, mask_results))
+    return [(mode if mode in ABLATIONS else task, target_example(p, target, tok, filler_id, mask_results))  # filed under what they teach
             for p in problems
             for task, target in training_targets(mode, p.answer, traces.get(p.id), f"{seed}-{p.id}", filler_tokens)]
 
