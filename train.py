@@ -11,13 +11,13 @@ Without --traces the student learns from GSM8K's reference solutions (the stand-
 --traces, from an LLM teacher's traces (teacher.py). The run folder (--out, default runs/<mode>)
 ends up holding config.json, log.jsonl, best.pt, last.pt and metrics.json. Beside this file:
 config_cli.py (flags, presets), run_folder.py (lock, resume, Ctrl-C), distributed.py (torchrun),
-sound_traces.py, loss_mask.py and variant_problems.py (--traces, --mask-results, --variants).
+train_inputs.py (files on first use), sound_traces.py, loss_mask.py and variant_problems.py
+(--traces, --mask-results, --variants).
 """
 import json
 import math
 import random
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,9 +30,10 @@ import distributed
 import run_folder
 from config_cli import PRESETS, setting
 from evaluate import decode_and_score
-from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
 from loss_mask import calculator_positions
+from model import EncoderDecoder, ModelConfig, read_checkpoint, save_checkpoint
 from sound_traces import keep_sound_traces
+from train_inputs import read_inputs
 from traces import FILLER, Calculator, TRACE_FORMATS, equations_only, reference_to_trace, training_targets, ways_to_ask
 from variant_problems import seen_story_questions, with_variants
 
@@ -135,35 +136,12 @@ def target_example(p, target, tok, filler_id, mask_results):
 
 
 # -----------------------------------------------------------------------------
-# The inputs: GSM8K, the tokenizer, the traces, the examples
+# The examples: the traces to learn from, in tokens
 
 
-def read_inputs(cfg, process):
-    """
-    GSM8K and the tokenizer (made on first use, by rank 0 while the others wait), the train and val
-    problems and the traces file as it is: (tok, train, val, traces or None, input_files), or exit with one line.
-    Example: tok, train, val, traces, files = read_inputs(cfg, process)
-    """
-    data_dir = data.resolve_data_dir(cfg.data_dir or None)
-    tok_dir = cfg.tokenizer_dir or data.TOKENIZER_DIR
-    try:
-        if process.master and not ((data_dir / "train.jsonl").exists() and (data_dir / "test.jsonl").exists()):
-            data.download(data_dir)
-        process.barrier()
-        tok = data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir) if process.master else None
-        process.barrier()
-        tok = tok or data.get_tokenizer(cfg.vocab_size, data_dir, tok_dir)
-        train = train_problems(cfg, data_dir)
-        val = data.load_gsm8k("val", data_dir)
-        traces = data.read_traces(cfg.traces) if cfg.traces else None
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        sys.exit(f"error: {e}")
-    return tok, train, val, traces, run_folder.input_files(cfg, data_dir)
-
-
-def train_problems(cfg, data_dir):
-    """The train problems a run learns from: the first --limit of them (all with 0)."""
-    return data.load_gsm8k("train", data_dir)[: cfg.limit or None]
+def train_problems(cfg, problems):
+    """The train problems a run learns from: the first --limit of GSM8K's (all with 0)."""
+    return problems[: cfg.limit or None]
 
 
 def choose_traces(cfg, train, val, traces, log):
@@ -457,7 +435,8 @@ def main(argv=None):
     out = Path(cfg.out)
     lock = run_folder.lock_run_folder(out, resume, cfg.overwrite) if process.master else None  # held until the process ends
 
-    tok, train, val, traces, files = read_inputs(cfg, process)
+    tok, all_train, val, traces, files = read_inputs(cfg, process)  # GSM8K and the tokenizer made on first use
+    train = train_problems(cfg, all_train)
     traces, ref, source = choose_traces(cfg, train, val, traces, process.log)
     examples = train_examples(cfg, tok, train, traces, process.log)
     val_examples = by_task(make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format]))
