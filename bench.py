@@ -33,11 +33,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import train
 from cli_checks import arg_number
 from files import write_atomic
+from tokenizer import Tokenizer
+import train
 from model import EncoderDecoder, ModelConfig
 
+START = time.perf_counter()  # log's clock
+RUN_PEAK_MB = 0.0  # the whole run's peak memory, kept across reset_peak_memory
+# random token ids start above the tokenizer's special ids (pad, unk, bos, eos), so nothing is masked
+FIRST_PLAIN_ID = max(Tokenizer.pad_id, Tokenizer.unk_id, Tokenizer.bos_id, Tokenizer.eos_id) + 1
 
 
 def preset_dims(overrides):
@@ -146,21 +151,22 @@ def hf_t5(vocab, d, n_heads, n_enc, n_dec, d_ff):
         return None
     cfg = T5Config(vocab_size=vocab, d_model=d, d_kv=d // n_heads, d_ff=d_ff, num_layers=n_enc, num_decoder_layers=n_dec,
                    num_heads=n_heads, dropout_rate=0.1, feed_forward_proj="gelu", tie_word_embeddings=True,
-                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+                   pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)  # T5's own ids, not our tokenizer's
     return T5ForConditionalGeneration(cfg)
 
 
 def student(vocab, d, n_heads, n_enc, n_dec, d_ff, device):
     # Random weights would stop at eos whenever an argmax happens to hit it; an id that no argmax
     # can produce makes every greedy sample exactly max_new_tokens long.
-    cfg = ModelConfig(vocab_size=vocab, d_model=d, n_heads=n_heads, n_enc_layers=n_enc, n_dec_layers=n_dec,
-                      d_ff=d_ff, dropout=0.1, eos_id=vocab)
+    cfg = ModelConfig(vocab_size=vocab, d_model=d, n_heads=n_heads, n_enc_layers=n_enc, n_dec_layers=n_dec, d_ff=d_ff, dropout=0.1,
+                      pad_id=Tokenizer.pad_id, bos_id=Tokenizer.bos_id, eos_id=vocab)
     with contextlib.redirect_stdout(sys.stderr):  # its parameter count is progress, not a result
         return EncoderDecoder(cfg).to(device)
 
 
 def random_ids(vocab, *shape, device):
-    return torch.randint(4, vocab, shape, device=device)  # no pad/bos/eos: nothing is masked
+    """Token ids drawn uniformly from the plain pieces of a vocabulary (no special id: nothing is masked)."""
+    return torch.randint(FIRST_PLAIN_ID, vocab, shape, device=device)
 
 
 def train_step(model, loss_fn):
@@ -396,11 +402,6 @@ def print_table(figures, size, args, info):
     print(f"\npeak memory of the whole run: {f['peak_memory_mb']:.0f} MB")
 
 
-def write_json(path, payload):
-    """Atomically (files.write_atomic): a temporary file in the same folder renamed over path."""
-    write_atomic(path, json.dumps(payload, indent=1, sort_keys=True))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few rounds: checks that every figure is produced")
@@ -438,12 +439,11 @@ def main(argv=None):
     info["load_average_end"] = os.getloadavg()[0]  # other processes make every timing noisier
     print_table(figures, size, args, info)
     if args.json:
-        write_json(args.json, {"machine": info, "sizes": size, "presets": {n: dims[n] for n in args.presets},
-                               "reps": args.reps, "steps": args.steps, "figures": figures, "rounds": rounds})
+        payload = {"machine": info, "sizes": size, "presets": {n: dims[n] for n in args.presets},
+                   "reps": args.reps, "steps": args.steps, "figures": figures, "rounds": rounds}
+        write_atomic(args.json, json.dumps(payload, indent=1, sort_keys=True))
         print(f"wrote {args.json}")
 
 
-START = time.perf_counter()
-RUN_PEAK_MB = 0.0
 if __name__ == "__main__":
     main()

@@ -45,7 +45,8 @@ def on_ctrl_c(signum, frame):
 if __name__ == "__main__":  # before the imports below, which take seconds (torch): a Ctrl-C then is caught too
     signal.signal(signal.SIGINT, on_ctrl_c)
 
-from train import MAY_DIFFER_ON_RESUME, MODES, resolve_config
+from run_folder import MAY_DIFFER_ON_RESUME
+from train import MODES, resolve_config
 from evaluate import eval_dir_name, parse_args as parse_eval_args
 from cli_checks import arg_number
 from files import write_atomic
@@ -92,13 +93,13 @@ class StepLog:
             self._write()
 
 
-def run(cmd, steps, log_file=None, threads=0):
+def run_step(cmd, steps, log_file=None, threads=0):
     """
     Run one step, echoing it, and record its time at once. Output goes to the terminal, or,
     when several steps run side by side, appended to log_file. threads > 0 caps the step's
     CPU threads (OMP_NUM_THREADS). A failed step raises StepFailed with its command line; after
     a Ctrl-C, the step that got it too raises Interrupted once it has stopped, and no step starts.
-    Example: run([sys.executable, "train.py", "--mode", "cot"], steps)
+    Example: run_step([sys.executable, "train.py", "--mode", "cot"], steps)
     """
     if INTERRUPTED.is_set():
         raise Interrupted
@@ -266,7 +267,7 @@ def train_students(plans, to_train, steps, out, jobs):
         if stop.is_set():  # a step failed: start nothing new
             return
         try:
-            run(plans[mode][0], steps, log_file=out / f"{mode}.log" if jobs > 1 else None, threads=threads)
+            run_step(plans[mode][0], steps, log_file=out / f"{mode}.log" if jobs > 1 else None, threads=threads)
         except StepFailed as e:
             failures.append(str(e))
             stop.set()
@@ -286,9 +287,9 @@ def evaluate_and_report(args, plans, recorded, recorded_files, steps, out, limit
     """
     for mode in args.modes:
         for cmd in plans[mode][1]:
-            run(cmd, steps)
+            run_step(cmd, steps)
     for cmd in filter(None, recorded):
-        run(cmd, steps)
+        run_step(cmd, steps)
     # best first: the first teacher is the one whose traces the report shows beside the students'
     score = lambda f: json.loads(Path(f"{f}.summary.json").read_text())["exact_match"]
     teachers = ([args.teacher] if args.teacher else []) + [str(f) for f in sorted(recorded_files, key=score, reverse=True)]
@@ -296,7 +297,7 @@ def evaluate_and_report(args, plans, recorded, recorded_files, steps, out, limit
     cmd = [sys.executable, "evaluate.py", "--compare", *compare, "--out", str(out / "report")]
     if "answer" in args.modes:
         cmd += ["--baseline", str(out / "answer" / eval_dir_name("test", None, False, limit))]
-    run(cmd + [arg for t in teachers for arg in ("--teacher", t)], steps)
+    run_step(cmd + [arg for t in teachers for arg in ("--teacher", t)], steps)
 
 
 def stop_interrupted():

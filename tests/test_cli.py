@@ -52,9 +52,11 @@ def test_bad_numbers_are_usage_errors(script, args, tmp_path, capsys):
 
 
 def test_every_numeric_train_setting_is_checked():
+    import dataclasses
+    import config_cli
     import train
-    numeric = [f.name for f in train.fields(train.TrainConfig) if type(f.default) in (int, float)]
-    assert set(numeric) == set(train.FLAG_TYPES), "give a new numeric setting its bounds in train.FLAG_TYPES"
+    numeric = [f.name for f in dataclasses.fields(train.TrainConfig) if type(f.default) in (int, float)]
+    assert set(numeric) == set(config_cli.FLAG_TYPES), "give a new numeric setting its bounds in config_cli.FLAG_TYPES"
 
 
 def test_train_flags_that_depend_on_each_other_or_on_files(tmp_path, capsys):

@@ -115,6 +115,7 @@ def test_make_examples_modes(gsm8k_dir, tokenizer):
     assert sorted(shuffled) == sorted(original) and shuffled[-1] == original[-1]
     tasks = [t for t, _ in by_mode["mixed"]]
     assert tasks.count("cot") == tasks.count("answer") == 3
+    assert {t for t, _ in by_mode["filler"]} == {"filler"} and {t for t, _ in by_mode["shuffled"]} == {"shuffled"}  # not "cot"
     cot, answer = by_mode["mixed"][0][1], by_mode["mixed"][1][1]
     assert cot.src == answer.src == tokenizer.encode(problems[0].question)  # the task is said on the output side
     assert cot.tgt == tokenizer.encode("[cot]") + trace_ids

@@ -7,7 +7,7 @@ export GSM8K_DIR=$PWD/.gpu PYTHONUNBUFFERED=1 OMP_NUM_THREADS=3
 S=runs/study-$PRESET
 mkdir -p "$RES" runs
 (nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null; python -c "import torch,sentencepiece;print(torch.__version__, torch.cuda.is_available())") | tee "$RES/env.txt"
-python -c "import data; data.get_tokenizer()" || exit 1
+python -c "import tokenizer; tokenizer.get_tokenizer()" || exit 1
 t0=$(date +%s)
 for m in answer cot mixed filler shuffled; do
   python study.py --preset "$PRESET" --out "$S" --modes "$m" --train-args "$TARGS" --eval-args "--latency-samples 5" > "$S-$m.log" 2>&1 &

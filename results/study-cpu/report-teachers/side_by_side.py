@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 import data  # noqa: E402
-from evaluate import block, load_teacher, mark_first_slip  # noqa: E402
+import files  # noqa: E402
+from report import block, load_teacher, mark_first_slip  # noqa: E402
 
 STUDENTS = ("cot", "mixed/cot", "shuffled")  # the students that write equations, without the calculator
 
@@ -45,7 +46,7 @@ def main(teacher_file):
             lines += [f"**{pid}** — {question}", "", f"Gold answer: **{gold}**", "",
                       f"{name} ({right(t['output'])}):", block(t["output"]), "",
                       f"{label} ({right(output)}):", block(mark_first_slip(output, t["output"])), ""]
-    data.write_atomic(Path(__file__).with_name("side-by-side.md"), "\n".join(lines))
+    files.write_atomic(Path(__file__).with_name("side-by-side.md"), "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""
+What evaluate.py reads from a run, checked before any decoding: the run folder and its checkpoint
+(resolve_run, with the command that goes on with an unfinished run), the tokenizer the run was
+trained with (by sha256 and vocabulary size), and the data file against the one the run recorded
+(eval_data). Serves evaluate.py (and report.py through it); a mismatch is one line that says what to do.
+
+Example:
+    run_dir, ckpt_path = resolve_run("runs/cot")
+    info = eval_data(run_dir, "test", None, None)  # {"file", "trained_on", "same_as_training", "warnings"}
+"""
+import json
+import shlex
+from pathlib import Path
+
+import data
+from download import file_record
+from tokenizer import TOKENIZER_DIR, Tokenizer
+
+
+def resolve_run(path):
+    """
+    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file. A folder
+    without best.pt is an error that says how to go on with its run.
+    Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/best.pt"))
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.parent, path
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --mode <mode> --out {path}` or fix the path")
+    if not (path / "best.pt").exists():
+        raise FileNotFoundError(f"{path} has no best.pt: {unfinished_run_advice(path)}")
+    return path, path / "best.pt"
+
+
+def unfinished_run_advice(path):
+    """
+    What to do with a run folder that has no best.pt, with the command that does it: the train.py
+    command the run recorded (config.json), else one made of its mode and preset.
+    Example: unfinished_run_advice(Path("runs/answer"))  # "the run stopped before its first validation; continue it with ..."
+    """
+    config = json.loads((path / "config.json").read_text()) if (path / "config.json").exists() else None
+    if config is None:
+        return f"it holds no run (no config.json); train one with `python train.py --mode <mode> --out {path}`"
+    resume = config.get("resume_command") or shlex.join(["python", "train.py", "--mode", config.get("mode", "cot"), "--preset",
+                                                          config.get("preset", "default"), "--out", str(path), "--resume"])
+    if (path / "last.pt").exists():
+        return f"the run stopped before its first validation; continue it with `{resume}`, or evaluate {path / 'last.pt'}"
+    restart = resume.removesuffix(" --resume") + " --overwrite"
+    return f"the run stopped before its first checkpoint (or is starting); start it again with `{restart}`"
+
+
+def load_tokenizer(ckpt, run_dir):
+    """
+    The tokenizer the run was trained with, checked by its sha256 and by its size against the model's vocabulary.
+    Example: tok = load_tokenizer(load_checkpoint("runs/cot/best.pt")[1], "runs/cot")
+    """
+    info = ckpt.get("tokenizer") or {}
+    path = Path(info.get("path", ""))
+    if not path.is_file():  # a run copied from another machine: look in this checkout's cache
+        path = TOKENIZER_DIR / path.name
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer {info.get('path')} of run {run_dir} not found: train.py re-creates it "
+                                f"(same --vocab-size and data), or copy it to {path}")
+    tok = Tokenizer(path)
+    if info.get("sha256") and tok.sha256 != info["sha256"]:
+        raise ValueError(f"tokenizer {path} is not the one run {run_dir} was trained with (sha256 differs)")
+    n = (ckpt.get("config") or {}).get("vocab_size")
+    if n is not None and n != tok.vocab_size:  # ids would mean other pieces: every output garbled, silently
+        raise ValueError(f"tokenizer {path} has {tok.vocab_size} pieces but the model of run {run_dir} has {n}: "
+                         f"they were not trained together; give the run the tokenizer it was trained with")
+    return tok
+
+
+def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
+    """
+    The file an evaluation scores, by content, against what the run was trained with (its
+    config.json): {"file", "trained_on", "same_as_training", "warnings"}. A GSM8K split must be
+    the very file the run recorded (sha256), else a ValueError, unless other_data asks for it; an
+    --eval-file is other data by request. Warnings say what the numbers are not.
+    Example: eval_data(Path("runs/cot"), "test", None, None)["same_as_training"] is True
+    """
+    path = Path(eval_file) if eval_file else data.resolve_data_dir(data_dir) / ("test.jsonl" if split == "test" else "train.jsonl")
+    used = file_record(path)
+    config = Path(run_dir) / "config.json"
+    was = (json.loads(config.read_text()).get("data_files") or {}).get(split if split == "test" else "train") if config.exists() else None
+    same = None if eval_file or not was else was["sha256"] == used["sha256"]  # None: nothing to compare with
+    if same is False and not other_data:
+        raise ValueError(f"{path} ({used['rows']} rows, sha256 {used['sha256'][:12]}...) is not the {path.name} run {run_dir} was trained "
+                         f"with ({was['path']}, {was['rows']} rows, sha256 {was['sha256'][:12]}...); pass --data-dir to that "
+                         f"folder, or --other-data to score this file anyway")
+    warnings = []
+    if same is False:
+        warnings.append(f"scored on {path} ({used['rows']} rows), not the {path.name} the run was trained with ({was['rows']} rows)")
+    if used.get("official") is False:
+        warnings.append(f"{path} is not the official GSM8K {path.name} ({used['rows']} rows): not a GSM8K score")
+    return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
