@@ -186,14 +186,32 @@ def how_asked(tok, mode, task, reasoning_tokens):
 
 
 def decode_and_check(model, tok, questions, golds, prefix, max_new, batch_size, calculator, label):
-    """decode_and_score with the prefix and budget given: one model.generate_many call, its time, and one line under label."""
+    """decode_and_score with the prefix and budget given: one model.generate_many call and its time, with
+    progress lines under label (none without one)."""
     t0 = time.time()
-    ids = generate_many(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator=calculator, prefix=prefix)
+    ids = generate_many(model, [tok.encode(q) for q in questions], max_new, batch_size, calculator=calculator, prefix=prefix,
+                        on_batch=ProgressLine(label, t0) if label else None)
     seconds = time.time() - t0
-    if label:
-        print(f"  {label}: {len(ids)}/{len(ids)} problems | {seconds:.0f} s | eta 0 s", flush=True)
     texts = [tok.decode(o) for o in ids]
     return ids, texts, [exact_match(t, g) for t, g in zip(texts, golds)], seconds
+
+
+class ProgressLine:
+    """
+    A decoding progress line with an ETA, printed at most every `every` seconds and at the end:
+    a generate_many on_batch callback.
+    Example: generate_many(model, sources, 64, on_batch=ProgressLine("test decoding", time.time()))
+    """
+
+    def __init__(self, label, t0, every=10.0):
+        self.label, self.t0, self.every, self.printed = label, t0, every, t0
+
+    def __call__(self, done, total):
+        now = time.time()
+        if now - self.printed >= self.every or done == total:
+            elapsed = now - self.t0
+            print(f"  {self.label}: {done}/{total} problems | {elapsed:.0f} s | eta {elapsed / done * (total - done):.0f} s", flush=True)
+            self.printed = now
 
 
 def batch1_latency(model, sources, max_new, device, calculator, prefix=()):

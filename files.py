@@ -4,6 +4,7 @@ the project, and the sha256 of a file. Serves every other module (data.py, model
 checkpoints, train.py, evaluate.py, teacher.py, ...); knows nothing of GSM8K or training.
 """
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,14 @@ def write_atomic(path, content, fsync=False):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json(path, obj):
+    """
+    obj as indented JSON with a final newline, written atomically: how runs keep config.json and metrics.json.
+    Example: write_json("runs/cot/metrics.json", {"test_em": 0.03})
+    """
+    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def sha256_file(path):

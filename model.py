@@ -410,9 +410,10 @@ class EncoderDecoder(nn.Module):
         return torch.tensor(chosen, dtype=next_tok.dtype, device=next_tok.device)
 
 
-def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None, device=None, prefix=()):
+def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None, device=None, prefix=(), on_batch=None):
     """Greedy-decode a list of token-id sources in batches of similar length (less padding,
-    rows finish together), returning the outputs in the original order (prefix: see generate).
+    rows finish together), returning the outputs in the original order (prefix: see generate);
+    on_batch(done, total), if given, is called after each batch (a progress line, say).
 
     Example: outs = generate_many(model, [[5, 6, 7], [8, 9]], max_new_tokens=64)
     """
@@ -427,4 +428,6 @@ def generate_many(model, sources, max_new_tokens, batch_size=64, calculator=None
             src[row, :len(sources[i])] = torch.tensor(sources[i], dtype=torch.long)
         for i, out in zip(idx, model.generate(src.to(device), max_new_tokens, calculator=calculator, prefix=prefix)):
             outs[i] = out
+        if on_batch:
+            on_batch(start + len(idx), len(sources))
     return outs

@@ -293,7 +293,7 @@ class Calculator:
 # Training targets: what the student learns to write (train.py --mode answer or cot; the other
 # modes are in ablations.py), and how long it may answer.
 #
-# A target is a list of text pieces that train.make_examples tokenizes one by one and joins, so
+# A target is a list of text pieces that examples.make_examples tokenizes one by one and joins, so
 # that a task prefix keeps its own tokens whatever follows it. Its last piece is the reasoning or
 # the answer: the part whose calculator results a calculator-aware loss skips.
 

@@ -26,24 +26,23 @@ import torch
 
 import config_cli
 import data
-from files import write_atomic
+from files import write_json
 from intervals import wilson_interval
 from tokenizer import DEFAULT_VOCAB, Tokenizer
 import distributed
 import run_folder
 from config_cli import PRESETS, setting
 from evaluate import decode_and_score
-from loss_mask import calculator_positions
+from examples import FILLER_TOKENS, by_task, make_examples
 from checkpoint import read_checkpoint, save_checkpoint
 from model import EncoderDecoder, ModelConfig
 from sound_traces import keep_sound_traces
 from train_inputs import read_inputs
-from ablations import FILLER, training_targets, ways_to_ask
+from ablations import ways_to_ask
 from traces import Calculator, TRACE_FORMATS, equations_only, reference_to_trace
 from variant_problems import seen_story_questions, with_variants
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
-ABLATIONS = ("filler", "shuffled")  # what a cot target is stripped of: its content (filler), its order (shuffled)
 
 
 @dataclass
@@ -105,42 +104,6 @@ def resolve_config(argv=None):
 
 
 # -----------------------------------------------------------------------------
-# What the student is taught
-
-
-# The filler ablation's count of '.' tokens, per trace format: one fixed number, so that the
-# student can learn where the filler ends (matching each trace's own length left it unable to
-# stop), close to the mean reference trace at vocabulary 4000 (104 tokens as steps, 44 as
-# equations), so about as much extra decoding as cot.
-FILLER_TOKENS = {"steps": 100, "equations": 40}
-
-
-def make_examples(problems, traces, mode, tok, seed, filler_tokens, mask_results=False):
-    """
-    (task, Example) pairs: each problem's training targets in a mode (ablations.training_targets:
-    answer: q -> '#### a'; cot: q -> trace; mixed: both, each behind its task prefix; filler and
-    shuffled: the ablations), in tokens. mask_results: the loss skips what the calculator writes.
-    Example: make_examples(train, {p.id: [reference_to_trace(p.solution)] for p in train}, "cot", tok, 1337, 40)
-    """
-    filler_id = tok.encode(FILLER)[-1]
-    return [(mode if mode in ABLATIONS else task, target_example(p, target, tok, filler_id, mask_results))  # filed under what they teach
-            for p in problems
-            for task, target in training_targets(mode, p.answer, traces.get(p.id), f"{seed}-{p.id}", filler_tokens)]
-
-
-def target_example(p, target, tok, filler_id, mask_results):
-    """
-    The Example of problem p with a target's pieces tokenized one by one and joined (a FILLER piece
-    is the one filler_id); if mask_results, the loss skips the calculator's results in its last piece.
-    Example: target_example(p, ["[cot]", "2 * 3 = 6\n#### 6"], tok, tok.encode(".")[-1], True).no_loss
-    """
-    head = [i for piece in target[:-1] for i in ([filler_id] if piece == FILLER else tok.encode(piece))]
-    body = tok.encode(target[-1])
-    skip = calculator_positions(tok, target[-1], body) if mask_results else []
-    return data.Example(p.id, tok.encode(p.question), head + body, [len(head) + i for i in skip])
-
-
-# -----------------------------------------------------------------------------
 # The examples: the traces to learn from, in tokens
 
 
@@ -164,14 +127,6 @@ def choose_traces(cfg, train, val, traces, log):
     if cfg.trace_format == "equations":
         traces, ref = ({k: [equations_only(t) for t in ts] for k, ts in d.items()} for d in (traces, ref))
     return traces, ref, source
-
-
-def by_task(pairs):
-    """make_examples' (task, Example) pairs grouped as {task: [Example, ...]}."""
-    out = {}
-    for task, ex in pairs:
-        out.setdefault(task, []).append(ex)
-    return out
 
 
 def train_examples(cfg, tok, train, traces, log):
@@ -499,10 +454,6 @@ def finish(setup, state, source):
               f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
     write_json(out / "metrics.json", metrics)
     print(f"wrote {out / 'metrics.json'}")
-
-
-def write_json(path, obj):
-    write_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def fmt_time(s):

@@ -19,6 +19,7 @@ import download
 from tokenizer import train_tokenizer
 from traces import Calculator, check_trace, equations_only, reference_to_trace
 import train
+from examples import FILLER_TOKENS, calculator_positions, make_examples
 from checkpoint import load_checkpoint
 
 from conftest import overfit
@@ -100,15 +101,15 @@ def test_every_mode_end_to_end(mode, mode_runs):
 def test_make_examples_modes(gsm8k_dir, tokenizer):
     problems = data.load_gsm8k("train", gsm8k_dir)[:3]
     traces = {p.id: [reference_to_trace(p.solution)] for p in problems}
-    n = train.FILLER_TOKENS["steps"]
-    by_mode = {m: train.make_examples(problems, traces, m, tokenizer, 0, n) for m in train.MODES}
+    n = FILLER_TOKENS["steps"]
+    by_mode = {m: make_examples(problems, traces, m, tokenizer, 0, n) for m in train.MODES}
     trace_ids = tokenizer.encode(traces[problems[0].id][0])
     assert tokenizer.decode(by_mode["answer"][0][1].tgt) == f"#### {problems[0].answer}"
     assert by_mode["cot"][0][1].tgt == trace_ids
     filler = by_mode["filler"][0][1].tgt
     assert tokenizer.decode(filler[n:]) == f"#### {problems[0].answer}"  # one fixed count, no reasoning
     assert len(set(filler[:n])) == 1 and tokenizer.decode(filler[:1]).strip() == "."
-    short = train.make_examples(problems, traces, "filler", tokenizer, 0, filler_tokens=7)[0][1].tgt
+    short = make_examples(problems, traces, "filler", tokenizer, 0, filler_tokens=7)[0][1].tgt
     assert short == filler[:7] + filler[n:]
     shuffled = tokenizer.decode(by_mode["shuffled"][0][1].tgt).split("\n")
     original = traces[problems[0].id][0].split("\n")
@@ -289,7 +290,7 @@ def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     torch.manual_seed(0)
     problems = data.load_gsm8k("train", gsm8k_dir)[:4]
     traces = {p.id: [reference_to_trace(p.solution)] for p in problems}
-    examples = [e for _, e in train.make_examples(problems, traces, "cot", tokenizer, 0, 40)]
+    examples = [e for _, e in make_examples(problems, traces, "cot", tokenizer, 0, 40)]
     src, tgt_in, targets = data.collate(examples)
     model = EncoderDecoder(ModelConfig(vocab_size=tokenizer.vocab_size, d_model=96, n_heads=4, n_enc_layers=1,
                                        n_dec_layers=2, d_ff=192, dropout=0.0))
@@ -335,7 +336,7 @@ def test_with_variants_only_adds_checked_variants_of_the_given_problems(gsm8k_di
 def test_calculator_positions_are_the_results_the_calculator_writes(tokenizer):
     trace = "3 * 4 = 12\nSo 12 + 5 = 17 apples\nx = 4\n#### 17"
     ids = tokenizer.encode(trace)
-    pos = train.calculator_positions(tokenizer, trace, ids)
+    pos = calculator_positions(tokenizer, trace, ids)
     assert tokenizer.decode([ids[i] for i in pos]).split() == ["12", "17"]  # not 'x = 4': no arithmetic, no calculator
     # exactly what the calculator forces after each '='
     calc = Calculator(tokenizer)
