@@ -46,7 +46,7 @@ FLAG_TYPES = {
     **{k: number(int, at_least=1) for k in ("vocab_size", "d_model", "n_heads", "n_enc_layers", "n_dec_layers", "d_ff", "max_src",
                                             "max_tgt", "batch_tokens", "grad_accum", "log_interval", "eval_interval",
                                             "eval_problems", "max_new_tokens", "eval_batch", "variants")},
-    **{k: number(int, at_least=0) for k in ("limit", "steps", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or no stop
+    **{k: number(int, at_least=0) for k in ("limit", "stories", "steps", "warmup_steps", "test_limit", "stop_after_steps")},  # 0: all, none or no stop
     **{k: number(float, above=0) for k in ("epochs", "lr", "grad_clip")},
     **{k: number(float, at_least=0) for k in ("time_budget_min", "weight_decay", "answer_weight")},
     "dropout": number(float, at_least=0, below=1), "min_lr_ratio": number(float, at_least=0, at_most=1), "seed": number(int),

@@ -69,6 +69,19 @@ def is_val(question):
     return int(hashlib.sha256(question.encode()).hexdigest()[:8], 16) % 7473 < VAL_SIZE
 
 
+def nested_stories(problems, n):
+    """
+    The n problems whose questions' sha256 ranks lowest, in their original order (all of them
+    when n is 0 or at least their number). A hash rather than a position makes the sets nested,
+    every smaller one inside every larger one, and free of the file's order: train.py --stories.
+    Example: nested_stories(load_gsm8k("train"), 900)  # 900 stories, all inside nested_stories(..., 1800)
+    """
+    if not n or n >= len(problems):
+        return problems
+    keep = {p.id for p in sorted(problems, key=lambda p: hashlib.sha256(p.question.encode()).hexdigest())[:n]}
+    return [p for p in problems if p.id in keep]
+
+
 def load_gsm8k(split, data_dir=None):
     """
     Problems of 'train', 'val' (a fixed slice of 266 problems of the official train file, never

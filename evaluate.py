@@ -34,6 +34,7 @@ from eval_inputs import eval_data, load_tokenizer, resolve_run
 from checkpoint import load_checkpoint
 from device import pick_device
 from model import generate_many
+from target_loss import add_target_loss, target_losses
 from traces import arithmetic_error_rate, exact_match, step_correctness
 
 CATEGORIES = ("correct", "arithmetic_slip", "wrong_reasoning", "no_answer", "cut_off")
@@ -263,12 +264,14 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
     rows, results, reasoning_tokens = [], [], max_new_tokens or cfg.get("max_new_tokens", 512)
+    losses = target_losses(model, tok, problems, mode, cfg)  # how well it knows each reference solution
     for task in ways_to_ask(mode):
         label = (f"{mode}/{task}" if task else mode) + ("+calc" if calculator else "")
         print(f"{label}: decoding {len(problems)} problems ({split if not eval_file else eval_file}), "
               f"up to {traces.decode_budget(mode, task, reasoning_tokens)} new tokens, on {device}")
         m, task_rows = score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens,
                                   batch_size or cfg.get("eval_batch", 64), latency_samples)
+        add_target_loss(m, task_rows, losses, task or mode)  # the targets of a model asked once are filed under its mode
         results.append(m)
         rows += task_rows
     peak, kind = peak_memory(device)
@@ -334,7 +337,7 @@ def print_results(report, out):
     for m in report["results"]:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
-              f"equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
+              f"target loss {fmt(m.get('target_loss'), '.3f')} | equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
     for w in report["warnings"]:
         print(f"warning: {w}")

@@ -38,7 +38,7 @@ MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "co
 def config_record(cfg, process, tok, source, n_problems, examples, files, state, model, argv):
     """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
     return {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
-            "train_problems": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
+            "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
             "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
             "resume_command": resume_command(argv)}
 

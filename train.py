@@ -56,6 +56,7 @@ class TrainConfig:
     vocab_size: int = setting(DEFAULT_VOCAB, "tokenizer pieces")
     tokenizer_dir: str = setting("", "where tokenizers are cached; empty -> data/tokenizer")
     limit: int = setting(0, "train on the first N problems only (0 = all)")
+    stories: int = setting(0, "train on N stories chosen by a hash of the question, each smaller set inside every larger one (0 = all)")
     variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)")
     seen_stories: str = setting("results/seen-stories/seen-stories.jsonl", "evaluation set of train stories with new numbers: its questions are never trained on")
     mask_results: bool = setting(False, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
@@ -108,8 +109,8 @@ def resolve_config(argv=None):
 
 
 def train_problems(cfg, problems):
-    """The train problems a run learns from: the first --limit of GSM8K's (all with 0)."""
-    return problems[: cfg.limit or None]
+    """The train problems (stories) a run learns from: the first --limit of GSM8K's, then --stories of them by hash (0: all)."""
+    return data.nested_stories(problems[: cfg.limit or None], cfg.stories)
 
 
 def choose_traces(cfg, train, val, traces, log):
@@ -216,6 +217,7 @@ class TrainSetup:
     optimizer: torch.optim.Optimizer
     autocast: object         # bf16 autocast on a GPU, a no-op on a CPU
     interrupt: run_folder.Interrupt  # set by Ctrl-C: the loop saves last.pt after its current step and returns
+    train_stories: int       # train problems learned from, before --variants (metrics.json)
 
 
 def lr_at(step, total, cfg, train_time=0.0):
@@ -415,7 +417,7 @@ def main(argv=None):
                 f"x {state.total_steps / max(1, steps_per_epoch):g} epochs), device {process.device}, world {process.world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if process.device.type == "cuda" else torch.autocast("cpu", enabled=False)
     setup = TrainSetup(cfg, process, out, tok, examples, val, val_examples, mean_tokens, model, raw_model, optimizer, autocast,
-                       run_folder.Interrupt())
+                       run_folder.Interrupt(), len(train))
 
     if not process.ddp:  # under torchrun, Ctrl-C goes to torchrun, which stops every rank: resume from the last checkpoint
         signal.signal(signal.SIGINT, setup.interrupt)
@@ -438,7 +440,7 @@ def finish(setup, state, source):
     metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
                "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
                "train_time_s": round(state.train_time, 1), "tokens_seen": state.tokens_seen, "steps": state.step,
-               "best_step": ckpt["step"], "val_em": ckpt.get("val_em"), "device": str(device), "variants": cfg.variants,
+               "best_step": ckpt["step"], "val_em": ckpt.get("val_em"), "device": str(device), "variants": cfg.variants, "train_stories": setup.train_stories,
                "train_examples": {task: len(ex) for task, ex in setup.examples.items()},
                "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
                "data_files": run_folder.input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}

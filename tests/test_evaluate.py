@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -387,3 +388,14 @@ def test_an_output_without_the_answer_line_is_never_right():
             assert ev.classify_failure(output, gold, cut_off=False) == "no_answer"
             assert ev.classify_failure(output, gold, cut_off=True) == "cut_off"
     assert ev.classify_failure(". . . . \n#### 18", "18", cut_off=False) == "correct"
+
+
+def test_decoding_progress_line_every_interval_and_at_the_end(capsys):
+    now = time.time()
+    line = ev.ProgressLine("test decoding", t0=now - 20.0, every=10.0)  # started 20 s ago: the first batch is due a line
+    line(64, 256)
+    line(128, 256)  # within 10 s of the last line: quiet
+    line(256, 256)  # the end: always
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[0].startswith("  test decoding: 64/256 problems | 20 s | eta 6")
+    assert out[1].startswith("  test decoding: 256/256 problems |") and out[1].endswith("| eta 0 s")
