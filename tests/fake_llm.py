@@ -58,6 +58,18 @@ def refusal(body, refuses):
     return None
 
 
+def counted(text, finish_reason="stop", delay=0.0):
+    """A 200 reply whose usage block estimates tokens as a real server counts them: about 4 characters a
+    token (English text under GPT-style tokenizers), the prompt's messages for prompt_tokens, text for the rest."""
+    return {**ok(text, finish_reason, delay=delay), "usage": None}
+
+
+def estimated_usage(messages, text):
+    """The usage block of a counted() reply."""
+    prompt, completion = -(-sum(len(m["content"]) for m in messages) // 4), -(-len(text) // 4)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
 def status(code, body=None, headers=None):
     """An HTTP error with an OpenAI-style error body (or the given one) and extra headers."""
     body = body if body is not None else json.dumps({"error": {"message": f"scripted {code}"}})
@@ -104,7 +116,8 @@ class ScriptedHandler(BaseHTTPRequestHandler):
             self.fake.closing.wait(action.get("delay", 0.0))
             reply = {"id": f"chatcmpl-{len(self.fake.requests)}", "object": "chat.completion", "model": body["model"],
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": action["text"]},
-                                  "finish_reason": action["finish_reason"]}], "usage": action["usage"]}
+                                  "finish_reason": action["finish_reason"]}],
+                 "usage": action["usage"] or estimated_usage(body["messages"], action["text"])}
             if action["kind"] == "trickle":
                 return self.trickle(json.dumps(reply).encode(), action["every"], action["seconds"])
             return self.send(200, json.dumps(reply), {})

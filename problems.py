@@ -1,0 +1,346 @@
+"""
+New problems written by the teacher: it is shown k random GSM8K train problems with their
+solutions in the trace format and asked for new ones. One is kept only when its solution
+checks (traces.check_trace), a second solution that the teacher writes alone, asked as
+teacher.py asks for any problem, has the same answer, its question has two numbers, and it
+shares no 13-gram of words with a GSM8K test, val or train question nor with a problem already
+kept (extra_problems.py). It serves teacher.py (`--write-problems N` runs this file, which
+reuses teacher.py's client, output file and accounting); train.py reads what it keeps
+(`--extra-problems FILE`, extra_problems.py).
+
+The reply format the teacher is asked for (and the only one read):
+    blocks separated by a line `---`; each block a line `Question: ...` holding the whole
+    problem, then its solution in the trace format: one step per line, every computation an
+    equation, a last line `#### N`.
+
+Example:
+    python teacher.py --write-problems 100 --base-url http://localhost:8000/v1 --model M --out written.jsonl
+    python train.py --mode cot --extra-problems written.jsonl
+
+Output: append-only JSONL flushed line by line (a rerun of the same command resumes, keeping
+no duplicate) and a summary <out>.summary.json with the requests, tokens, cost and the
+rejections by reason. Exit codes as teacher.py's: 0 done, 1 stopped by the API, 2 bad input,
+3 the request budget (--max-requests) or the server gave out before N were kept, 130 interrupted.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from data import NUMBER, extract_answer, load_gsm8k, write_atomic
+from extra_problems import NgramIndex, gsm8k_index
+from teacher import (KEY_ENV_VARS, Client, FatalAPIError, Ledger, RequestFailed, add_totals, build_messages,
+                     pick_shots, positive_seconds, previous_totals, read_rows, record_failure, scrub_url)
+from traces import check_trace, normalize_reply, reference_to_trace, trace_verdict, validate_trace
+
+# -----------------------------------------------------------------------------
+# The prompt and the reply
+
+WRITER_PROMPT = """You write new grade-school math word problems, each with its step-by-step solution.
+Reply with blocks separated by a line holding only ---
+Each block is a line "Question: " followed by the whole problem on that one line, then the solution:
+one short step per line, every computation an explicit equation with its result, using only digits
+and + - * / ( ), for example: She has 16 - 3 - 4 = 9 eggs left.
+No markdown, no LaTeX, no units inside equations.
+The last line of a block is #### followed by the final answer as a plain number, for example: #### 9"""
+
+
+def example_pool(train):
+    """The train problems fit to show as examples: reference traces that end in an answer and whose every equation holds."""
+    pool = []
+    for p in train:
+        trace = reference_to_trace(p.solution)
+        c = check_trace(trace)
+        if c["well_formed"] and c["all_hold"] and c["n_steps"] >= 1:
+            pool.append((p.question, trace))
+    return pool
+
+
+def writer_messages(pool, k, n_new, rng):
+    """
+    Chat messages asking for n_new problems, showing k examples drawn by rng from pool in the reply format.
+    Example: writer_messages([("2 + 2?", "2 + 2 = 4\\n#### 4")], 1, 5, random.Random(0))[1]["content"]
+    """
+    shown = "\n---\n".join(f"Question: {q}\n{trace}" for q, trace in rng.sample(pool, k))
+    ask = (f"Here are {k} problems with their solutions, in the reply format:\n\n{shown}\n\n"
+           f"Write {n_new} new problems of the same kind: new stories, not these ones with other names or numbers, "
+           f"each with at least two numbers and a whole-number answer. Use exactly the same format.")
+    return [{"role": "system", "content": WRITER_PROMPT}, {"role": "user", "content": ask}]
+
+
+QUESTION_LINE = re.compile(r"^[*_#\s]*question[*_\s]*:[*_\s]*(.+)$", re.IGNORECASE)
+
+
+def parse_reply(text, truncated=False):
+    """
+    The blocks of a writer's reply as (question, trace, why): why is None for a block in the
+    reply format, else malformed (no 'Question:' line, no solution, no '#### N' last line) or
+    truncated (the last block of a reply cut off at --max-tokens).
+    Example: parse_reply("Question: 2 and 3?\\n2 + 3 = 5\\n#### 5\\n---\\nQuestion: no answer")[1][2] == "malformed"
+    """
+    blocks = [b for b in re.split(r"(?m)^[ \t]*-{3,}[ \t]*$", text.replace("\r\n", "\n")) if b.strip()]
+    out = []
+    for i, block in enumerate(blocks):
+        lines = [line.strip() for line in block.strip().split("\n") if line.strip()]
+        starts = [i for i, line in enumerate(lines) if QUESTION_LINE.match(line)]
+        lines = lines[starts[0]:] if starts else lines  # a line of chat before the question ("Here are five...") is no part of it
+        m = QUESTION_LINE.match(lines[0])
+        if truncated and i == len(blocks) - 1:
+            out.append((None, None, "truncated"))
+        elif not m or len(lines) < 2 or not lines[-1].lstrip("*_ ").startswith("####"):
+            out.append((None, None, "malformed"))
+        else:
+            out.append((m.group(1).strip(), normalize_reply("\n".join(lines[1:])), None))
+    return out
+
+
+# -----------------------------------------------------------------------------
+# The checks
+
+
+def block_verdict(question, trace, indexes, min_equations):
+    """
+    Why a written problem must not be kept, before any second solution is asked for, or None:
+    its solution's verdict (unparsed, false_equation, no_equation: traces.trace_verdict against its
+    own answer), too_few_numbers (under two in the question), or near_copy_<label>: a 13-gram shared
+    with a question of one of the NgramIndexes (GSM8K test, val and train; the problems kept; those checked).
+    Example: block_verdict("Ann has 2 cats and 3 dogs. How many pets?", "2 + 3 = 6\\n#### 6", [], 1) == "false_equation"
+    """
+    reason = trace_verdict(trace, extract_answer(trace), min_equations)
+    if reason:
+        return reason
+    if len(NUMBER.findall(question)) < 2:
+        return "too_few_numbers"
+    label = next(filter(None, (index.find(question) for index in indexes)), None)
+    return f"near_copy_{label}" if label else None
+
+
+def second_solution(question, answer, args, solver, shots):
+    """
+    Solve the question alone, as teacher.py asks for any problem (its prompt and checks), without
+    the written solution: (reply, solver trace, reason); reason None when its answer is `answer`.
+    Raises RequestFailed when the request failed after its retries.
+    Example: reply, trace, reason = second_solution(q, "18", args, solver, shots)
+    """
+    reply = solver.chat(build_messages(question, shots), args.solver_temperature, args.solver_max_tokens)
+    trace, reason = validate_trace(reply["text"], reply["finish_reason"], answer, args.min_equations)
+    return reply, trace, None if reason is None else "solver_disagrees" if reason == "wrong_answer" else f"solver_{reason}"
+
+
+# -----------------------------------------------------------------------------
+# The writer loop
+
+
+class Writer:
+    """
+    One run of the writer on --workers threads: the clients, the output file (teacher.Ledger: the
+    only writer of it, counting requests, tokens and cost), the problems kept and checked so far
+    and the rejections by reason. Its lock makes each claim of a question, and each kept line
+    with its id, whole: two threads never keep the same story twice, nor spend past the budget.
+    Example: Writer(args, client, solver, train, known, kept_rows).run()  # (status, error)
+    """
+
+    def __init__(self, args, client, solver, train, known, rows):
+        self.args, self.client, self.solver, self.known = args, client, solver, known
+        self.pool, self.shots = example_pool(train), pick_shots(train, args.shots)
+        self.kept, self.checked, self.rejected = NgramIndex(), NgramIndex(), Counter()
+        for row in rows:
+            self.kept.add(row["question"], "kept")
+        self.n_kept, self.n_before, self.started, self.n_asked = len(rows), len(rows), 0, 0
+        self.ledger, self.lock = Ledger(args.out), threading.Lock()
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+
+    def take_request(self):
+        """Whether one more request may start (N not kept yet, budget left, no stop); counts it as started."""
+        with self.lock:
+            go = (self.n_kept < self.args.write_problems and self.started < self.args.max_requests
+                  and not self.client.stop.is_set())
+            self.started += go
+            return go
+
+    def run(self):
+        """Ask for problems until --write-problems are kept or the budget is spent: (status, error)."""
+        status, error = "done", None
+        pool = ThreadPoolExecutor(self.args.workers)
+        futures = [pool.submit(self.work) for _ in range(self.args.workers)]
+        try:
+            for fut in as_completed(futures):
+                fut.result()  # re-raises FatalAPIError (or a bug) from the worker
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except FatalAPIError as e:
+            status, error = "stopped", str(e)
+        finally:
+            server_gone = self.client.stop.is_set()  # set by record_failure: requests failed after all their retries
+            self.client.stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.ledger.close()
+        if status == "done" and self.n_kept < self.args.write_problems:
+            why = (f"the last {self.ledger.failed_in_a_row} requests all failed after their retries (check the server at "
+                   f"{scrub_url(self.args.base_url)})" if server_gone else f"--max-requests {self.args.max_requests} spent")
+            status, error = "failed", (f"{why} with {self.n_kept} of {self.args.write_problems} problems kept; "
+                                       f"rerun the same command to resume (with a higher --max-requests to allow more)")
+        return status, error
+
+    def work(self):
+        while self.take_request():
+            self.ask_for_problems()
+
+    def ask_for_problems(self):
+        """One writer request (already counted by take_request), then every block of its reply checked."""
+        a = self.args
+        with self.lock:
+            self.n_asked += 1
+            n = self.n_asked
+        rng = random.Random(f"{a.seed}-{self.n_before}-{n}")  # the n-th request of a run; a resume draws anew
+        request = f"{self.run_id}/{n}"
+        try:
+            reply = self.client.chat(writer_messages(self.pool, a.examples, a.per_request, rng), a.temperature, a.max_tokens)
+        except RequestFailed as e:
+            return record_failure(e, a, self.client, self.ledger)
+        self.ledger.record(reply)
+        for block, (question, trace, why) in enumerate(parse_reply(reply["text"], reply["finish_reason"] == "length")):
+            with self.lock:  # the check and the claim at once: a thread with the same story sees it claimed
+                why = why or block_verdict(question, trace, [self.known, self.kept, self.checked], a.min_equations)
+                if why:
+                    self.rejected[why] += 1
+                else:
+                    self.checked.add(question, "checked")
+            if not why and self.take_request():
+                self.check_and_keep(question, trace, f"{request}#{block}")
+
+    def check_and_keep(self, question, trace, request):
+        """Ask for the second solution (a request already counted); keep the problem (one line of the output) when it agrees."""
+        a, answer = self.args, extract_answer(trace)
+        try:
+            reply, solver_trace, why = second_solution(question, answer, a, self.solver, self.shots)
+        except RequestFailed as e:
+            return record_failure(e, a, self.client, self.ledger)
+        with self.lock:
+            if why or self.n_kept >= a.write_problems:
+                self.rejected[why or "enough_kept"] += 1
+                return self.ledger.record(reply)
+            row = {"id": f"written-{self.n_kept:05d}", "question": question, "trace": trace, "answer": answer,
+                   "source": "written", "model": a.model, "solver_model": a.solver_model,
+                   "solver_answer": extract_answer(solver_trace), "solver_trace": solver_trace, "request": request}
+            self.ledger.record(reply, None, row)
+            self.kept.add(question, "kept")
+            self.n_kept += 1
+
+    def counts(self):
+        """This run's counts (teacher.Ledger's), the rejections of every check included."""
+        c = self.ledger.counts(self.args.price_in, self.args.price_out)
+        return {**c, "rejections": dict(sorted((Counter(c["rejections"]) + self.rejected).items()))}
+
+
+def kept_so_far(out, model):
+    """
+    The rows already in the output file (a rerun resumes from them): problems this file wrote for
+    the same model, else an error naming the file (teacher.read_rows refuses a file not ours).
+    Example: rows = kept_so_far(Path("written.jsonl"), "gpt-4o")
+    """
+    rows = read_rows(out, repair=True)
+    for i, row in enumerate(rows, 1):
+        if row.get("source") != "written":
+            raise ValueError(f"{out}: row {i} is not a written problem (teacher traces?): pass another --out")
+        if row.get("model") != model:
+            raise ValueError(f"{out} holds problems written by {row.get('model')!r}, not {model!r}: pass another --out")
+    return rows
+
+
+def write_summary(args, writer, status, error, rows_before):
+    """The summary beside the output: this run's counts, their totals over every run, and the cost of one kept problem."""
+    path = Path(f"{args.out}.summary.json")
+    this_run, kept = writer.counts(), writer.n_kept - rows_before
+    per_kept = {k: round(this_run[k] / kept, 1) if kept else None for k in ("requests", "prompt_tokens", "completion_tokens")}
+    summary = {"mode": "write_problems", "status": status, "error": error, "model": args.model,
+               "solver_model": args.solver_model, "base_url": scrub_url(args.base_url), "out": str(args.out),
+               "wanted": args.write_problems, "kept_in_file": writer.n_kept, "kept_this_run": kept,
+               "per_kept_problem": per_kept, "this_run": this_run, "total": add_totals(previous_totals(path), this_run)}
+    write_atomic(path, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# -----------------------------------------------------------------------------
+
+
+def get_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = parser.add_argument
+    a("--write-problems", type=int, required=True, metavar="N", help="new problems to keep (counting those already in --out)")
+    a("--base-url", required=True, help="OpenAI-compatible API root, before /chat/completions")
+    a("--model", required=True, help="the model that writes the problems")
+    a("--solver-model", help="the model that solves each one again, alone (default: --model)")
+    a("--out", help="output JSONL (default: traces/<model>-problems.jsonl); the summary goes to <out>.summary.json")
+    a("--data-dir", help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
+    a("--seed", type=int, default=0, help="draws the examples shown in each request")
+    a("--examples", type=int, default=5, help="train problems with their solutions shown in each request")
+    a("--per-request", type=int, default=5, help="new problems asked for in each request")
+    a("--workers", type=int, default=4, help="requests at a time")
+    a("--max-requests", type=int, help="requests this run may make, writing and solving (default: 10 x N)")
+    a("--temperature", type=float, default=1.0, help="the writer's sampling temperature")
+    a("--max-tokens", type=int, default=2048, help="longest writer reply; a block cut off there is rejected")
+    a("--shots", type=int, default=4, help="worked examples in the solver's prompt, as teacher.py --shots")
+    a("--solver-temperature", type=float, default=0.0, help="the second solution's temperature")
+    a("--solver-max-tokens", type=int, default=512, help="longest second solution")
+    a("--min-equations", type=int, default=1, help="fewer checkable equations in either solution: rejected")
+    a("--timeout", type=positive_seconds, default=60.0, help="seconds a request may take before it is retried")
+    a("--max-retries", type=int, default=6, help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
+    a("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
+    a("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
+    a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost")
+    a("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; returns the exit code (see the module docstring). Example: main(["--write-problems", "5", ...])"""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if not re.match(r"https?://", args.base_url) or "@" in urlsplit(args.base_url).netloc:
+        parser.error("--base-url must start with http:// or https:// and hold no credentials (put the key in TEACHER_API_KEY)")
+    if min(args.write_problems, args.examples, args.per_request, args.workers) < 1 or (args.max_requests or 1) < 1:
+        parser.error("--write-problems, --examples, --per-request, --workers and --max-requests must be at least 1")
+    args.solver_model = args.solver_model or args.model
+    args.max_requests = args.max_requests or 10 * args.write_problems
+    slug = re.sub(r"[^\w.-]+", "-", args.model).strip("-")
+    args.out = args.out or f"traces/{slug}-problems.jsonl"
+    key = next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
+    try:
+        rows = kept_so_far(Path(args.out), args.model)
+        train = load_gsm8k("train", args.data_dir)
+        known = gsm8k_index(args.data_dir, ("test", "val", "train"))  # train too: a copy of a train story is no new problem
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(rows)} of {args.write_problems} problems already kept in {args.out}")
+    client = Client(args.base_url, args.model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
+    solver = Client(args.base_url, args.solver_model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
+    solver.stop = client.stop  # one run: a fatal error or Ctrl-C stops both
+    writer = Writer(args, client, solver, train, known, rows)
+    status, error = writer.run()
+    summary = write_summary(args, writer, status, error, len(rows))
+    print("rejected: " + (", ".join(f"{k} {v}" for k, v in summary["this_run"]["rejections"].items()) or "none"))
+    print(json.dumps(summary))
+    if status == "interrupted":
+        print(f"interrupted: every kept problem is in {args.out}; rerun the same command to resume", file=sys.stderr)
+    elif error:
+        print(f"error: {error}", file=sys.stderr)
+    return {"done": 0, "stopped": 1, "failed": 3, "interrupted": 130}[status]
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops cleanly, as in teacher.py
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # a request still in flight holds nothing worth waiting for
