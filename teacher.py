@@ -13,6 +13,7 @@ Usage:
     python teacher.py --source reference --split train    # the GSM8K reference solutions, offline
     python teacher.py --base-url https://api.openai.com/v1 --model gpt-4o --eval    # the upper bound
     python teacher.py --recorded ../shared/data/teachers/gsm8k-test-gpt-4.json --out traces/gpt-4-eval-test.jsonl
+    python teacher.py --write-problems 100 --base-url URL --model M --out written.jsonl    # new problems (problems.py)
 
 The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
 Requests send max_tokens and a temperature, as every server takes them; a model that refuses one
@@ -352,6 +353,9 @@ def get_parser():
 def main(argv=None):
     """Run the command line; returns the exit code (0 done, 1 stopped by the API, 2 bad input, 3 too few problems
     succeeded, 130 interrupted). Example: main(["--source", "reference", "--split", "test"])"""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a.split("=")[0] == "--write-problems" for a in argv):  # new problems: problems.py, which imports this file
+        os.execv(sys.executable, [sys.executable, str(Path(__file__).with_name("problems.py")), *argv])
     parser = get_parser()
     args = parser.parse_args(argv)
     args.split = args.split or ("test" if args.eval else "train")
