@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from data import NUMBER, extract_answer, load_gsm8k, write_atomic
 from extra_problems import NgramIndex, gsm8k_index
 from teacher import (KEY_ENV_VARS, Client, FatalAPIError, Ledger, RequestFailed, add_totals, build_messages,
-                     pick_shots, positive_seconds, previous_totals, read_rows, record_failure, scrub_url)
+                     pick_shots, positive_seconds, previous_totals, read_rows, record_failure, refuse_foreign, scrub_url)
 from traces import check_trace, normalize_reply, reference_to_trace, trace_verdict, validate_trace
 
 # -----------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def writer_messages(pool, k, n_new, rng):
     return [{"role": "system", "content": WRITER_PROMPT}, {"role": "user", "content": ask}]
 
 
-QUESTION_LINE = re.compile(r"^[*_#\s]*question[*_\s]*:[*_\s]*(.+)$", re.IGNORECASE)
+QUESTION_LINE = re.compile(r"^[*_#\s]*question(?:\s*\d+)?[*_\s]*[:.][*_\s]*(.+)$", re.IGNORECASE)
 
 
 def parse_reply(text, truncated=False):
@@ -248,13 +248,14 @@ def kept_so_far(out, model):
     the same model, else an error naming the file (teacher.read_rows refuses a file not ours).
     Example: rows = kept_so_far(Path("written.jsonl"), "gpt-4o")
     """
-    rows = read_rows(out, repair=True)
+    refuse_foreign(out)
+    rows = read_rows(out)  # checked before a cut-off last line is cut: a file of another kind is left as it is
     for i, row in enumerate(rows, 1):
         if row.get("source") != "written":
             raise ValueError(f"{out}: row {i} is not a written problem (teacher traces?): pass another --out")
         if row.get("model") != model:
             raise ValueError(f"{out} holds problems written by {row.get('model')!r}, not {model!r}: pass another --out")
-    return rows
+    return read_rows(out, repair=True)
 
 
 def write_summary(args, writer, status, error, rows_before):

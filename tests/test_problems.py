@@ -164,11 +164,15 @@ def test_the_request_budget_spent_exits_3_and_says_so(capsys):
     assert len(rows()) == 4 and summary()["this_run"]["requests"] == 12 and summary()["status"] == "failed"
 
 
-def test_a_foreign_out_file_is_refused_untouched(capsys):
-    Path("written.jsonl").write_text("print('hello')\n")
+@pytest.mark.parametrize("text, words", [
+    ("print('hello')\n", "not one teacher.py writes"),
+    ('{"id": "train-00000", "trace": "2 + 2 = 4\\n#### 4", "source": "teacher", "model": "m"}\n{"id": "train-0', "not a written problem")])
+def test_a_foreign_out_file_is_refused_untouched(text, words, capsys):
+    Path("written.jsonl").write_text(text)
     with writer_server() as llm:
         assert problems.main(args(llm, 2)) == 2
-    assert Path("written.jsonl").read_text() == "print('hello')\n" and "not one teacher.py writes" in capsys.readouterr().err
+        assert llm.count() == 0
+    assert Path("written.jsonl").read_text() == text and words in capsys.readouterr().err
 
 
 def test_a_kill_9_of_teacher_py_and_a_rerun_lose_and_duplicate_nothing(capsys):
