@@ -91,7 +91,7 @@ def parse_reply(text, truncated=False):
     out = []
     for i, block in enumerate(blocks):
         lines = [line.strip() for line in block.strip().split("\n") if line.strip()]
-        starts = [i for i, line in enumerate(lines) if QUESTION_LINE.match(line)]
+        starts = [j for j, line in enumerate(lines) if QUESTION_LINE.match(line)]
         lines = lines[starts[0]:] if starts else lines  # a line of chat before the question ("Here are five...") is no part of it
         m = QUESTION_LINE.match(lines[0])
         if truncated and i == len(blocks) - 1:
@@ -262,7 +262,7 @@ def write_summary(args, writer, status, error, rows_before):
     """The summary beside the output: this run's counts, their totals over every run, and the cost of one kept problem."""
     path = Path(f"{args.out}.summary.json")
     this_run, kept = writer.counts(), writer.n_kept - rows_before
-    per_kept = {k: round(this_run[k] / kept, 1) if kept else None for k in ("requests", "prompt_tokens", "completion_tokens")}
+    per_kept = {k: round(this_run[k] / kept, 2) if kept else None for k in ("requests", "prompt_tokens", "completion_tokens")}
     summary = {"mode": "write_problems", "status": status, "error": error, "model": args.model,
                "solver_model": args.solver_model, "base_url": scrub_url(args.base_url), "out": str(args.out),
                "wanted": args.write_problems, "kept_in_file": writer.n_kept, "kept_this_run": kept,
