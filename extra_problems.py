@@ -65,7 +65,6 @@ def gsm8k_index(data_dir, splits=("test", "val")):
     return index
 
 
-
 # -----------------------------------------------------------------------------
 # Training on them: train.py --extra-problems FILE
 
@@ -122,9 +121,9 @@ def add_extra_problems(cfg, train, traces, log):
         extra = load_extra_problems(cfg.extra_problems, cfg.data_dir or None, {p.id for p in train})
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    shaped = (lambda t: equations_only(t)) if cfg.trace_format == "equations" else (lambda t: t)
     log(f"extra problems: {len(extra)} from {cfg.extra_problems}, added to {len(train)} train problems")
-    return train + extra, {**traces, **{p.id: [shaped(p.solution)] for p in extra}}
+    shaped = {p.id: [equations_only(p.solution) if cfg.trace_format == "equations" else p.solution] for p in extra}
+    return train + extra, {**traces, **shaped}
 
 
 def extra_record(files):
