@@ -36,11 +36,15 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from data import NUMBER, extract_answer, load_gsm8k, write_atomic
+from data import NUMBER, extract_answer, load_gsm8k
 from extra_problems import NgramIndex, gsm8k_index
-from teacher import (KEY_ENV_VARS, Client, FatalAPIError, Ledger, RequestFailed, add_totals, build_messages,
-                     pick_shots, positive_seconds, previous_totals, read_rows, record_failure, refuse_foreign, scrub_url)
-from traces import check_trace, normalize_reply, reference_to_trace, trace_verdict, validate_trace
+from files import write_atomic
+from replies import normalize_reply, validate_trace
+from teacher import KEY_ENV_VARS, Client, FatalAPIError, RequestFailed, build_messages, pick_shots
+from teacher_http import scrub_url
+from teacher_ledger import Ledger, add_totals, previous_totals, read_rows, refuse_foreign
+from teacher_run import positive_seconds, record_failure
+from traces import check_trace, reference_to_trace, trace_verdict
 
 # -----------------------------------------------------------------------------
 # The prompt and the reply

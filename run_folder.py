@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from download import file_record
+from extra_problems import extra_record
 from files import write_atomic
 from checkpoint import read_checkpoint
 
@@ -37,7 +38,7 @@ MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "co
 
 def config_record(cfg, process, tok, source, n_problems, examples, files, state, model, argv):
     """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
-    return {**asdict(cfg), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
+    return {**asdict(cfg), **extra_record(files), "trace_source": source, "tokenizer": tok.path, "tokenizer_sha256": tok.sha256,
             "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
             "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
             "resume_command": resume_command(argv)}
@@ -82,7 +83,8 @@ def input_files(cfg, data_dir):
     evaluation on other data is caught, and every score says what it was measured on.
     Example: input_files(cfg, Path("data/gsm8k"))["train"]["rows"] == 7473
     """
-    files = {"train": data_dir / "train.jsonl", "test": data_dir / "test.jsonl", **({"traces": cfg.traces} if cfg.traces else {})}
+    files = {"train": data_dir / "train.jsonl", "test": data_dir / "test.jsonl", **({"traces": cfg.traces} if cfg.traces else {}),
+             **({"extra_problems": cfg.extra_problems} if cfg.extra_problems else {})}
     return {role: file_record(path) for role, path in files.items()}
 
 

@@ -34,6 +34,7 @@ import run_folder
 from config_cli import PRESETS, setting
 from evaluate import decode_and_score
 from examples import FILLER_TOKENS, by_task, make_examples
+from extra_problems import add_extra_problems, extra_record
 from checkpoint import read_checkpoint, save_checkpoint
 from model import EncoderDecoder, ModelConfig
 from sound_traces import keep_sound_traces
@@ -56,6 +57,7 @@ class TrainConfig:
     vocab_size: int = setting(DEFAULT_VOCAB, "tokenizer pieces")
     tokenizer_dir: str = setting("", "where tokenizers are cached; empty -> data/tokenizer")
     limit: int = setting(0, "train on the first N problems only (0 = all)")
+    extra_problems: str = setting("", "JSONL of new problems (teacher.py --write-problems): all added to train, whatever --limit")
     stories: int = setting(0, "train on N stories chosen by a hash of the question, each smaller set inside every larger one (0 = all)")
     variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)")
     seen_stories: str = setting("results/seen-stories/seen-stories.jsonl", "evaluation set of train stories with new numbers: its questions are never trained on")
@@ -400,6 +402,7 @@ def main(argv=None):
     tok, all_train, val, traces, files = read_inputs(cfg, process)  # GSM8K and the tokenizer made on first use
     train = train_problems(cfg, all_train)
     traces, ref, source = choose_traces(cfg, train, val, traces, process.log)
+    train, traces = add_extra_problems(cfg, train, traces, process.log)  # new stories a teacher wrote (problems.py)
     examples = train_examples(cfg, tok, train, traces, process.log)
     val_examples = by_task(make_examples(val[: cfg.eval_problems], ref, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format]))
     steps_per_epoch, total_steps, mean_tokens = plan_steps(examples, cfg, process.world, process.log)
@@ -444,6 +447,7 @@ def finish(setup, state, source):
                "train_examples": {task: len(ex) for task, ex in setup.examples.items()},
                "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
                "data_files": run_folder.input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
+    metrics.update(extra_record(metrics["data_files"]))
     for task in ways_to_ask(cfg.mode):
         _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
                                             cfg.max_new_tokens, cfg.eval_batch, Calculator(tok) if cfg.mask_results else None,

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import extra_problems  # noqa: E402
 import problems  # noqa: E402
+from files import sha256_file  # noqa: E402
 from traces import check_trace, reference_to_trace  # noqa: E402
 from fake_llm import FakeLLM, counted  # noqa: E402
 from test_train import run_train  # noqa: E402
@@ -205,7 +206,7 @@ def test_train_py_trains_on_extra_problems_and_records_them(gsm8k_dir, tokenizer
                      "--out", str(tmp_path / "run")], gsm8k_dir, tokenizer_dir)
     assert f"extra problems: 4 from {path}, added to 64 train problems" in run.stdout
     metrics, config = (json.loads((tmp_path / "run" / f).read_text()) for f in ("metrics.json", "config.json"))
-    digest = data.file_record(path)["sha256"]
+    digest = sha256_file(path)
     for record in (metrics, config):
         assert record["extra_problems"] == 4 and record["extra_problems_sha256"] == digest
     assert config["train_problems"] == 68
