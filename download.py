@@ -13,7 +13,7 @@ from pathlib import Path
 import requests
 import urllib3
 
-from files import sha256_file, write_atomic
+from files import portable_path, sha256_file, write_atomic
 
 GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data"
 GSM8K_FILES = {  # file -> (problems, sha256) of the official release
@@ -93,7 +93,7 @@ def file_record(path):
         for line in f:
             h.update(line)
             rows += bool(line.strip())
-    record = {"name": path.name, "path": str(path), "rows": rows, "sha256": h.hexdigest()}
+    record = {"name": path.name, "path": portable_path(path), "rows": rows, "sha256": h.hexdigest()}
     if path.name in GSM8K_FILES:
         record["official"] = record["sha256"] == GSM8K_FILES[path.name][1]
     return record

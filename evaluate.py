@@ -27,7 +27,7 @@ import torch
 import data
 from ablations import ways_to_ask
 from cli_checks import arg_number
-from files import write_atomic
+from files import portable_path, write_atomic
 from intervals import wilson_interval
 import traces
 from eval_inputs import eval_data, load_tokenizer, resolve_run
@@ -276,7 +276,7 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
         rows += task_rows
     peak, kind = peak_memory(device)
     weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
-    report = {"run": str(run_dir), "checkpoint": str(ckpt_path), "step": ckpt.get("step"), "mode": mode,
+    report = {"run": portable_path(run_dir), "checkpoint": portable_path(ckpt_path), "step": ckpt.get("step"), "mode": mode,
               "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
               "device": str(device), "torch": torch.__version__, "data": data_info, "tokenizer_sha256": tok.sha256,
               "warnings": [w for w in (reasoning_warning(mode, m) for m in results) if w] + data_info["warnings"],

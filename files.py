@@ -47,6 +47,25 @@ def write_atomic(path, content, fsync=False):
         raise
 
 
+REPOSITORY = Path(__file__).resolve().parent
+
+
+def portable_path(path):
+    """
+    A path as results record it: relative to the repository when it lies inside it, else as given
+    when relative, else its name alone (the file's sha256 and rows say which it is). Committed
+    results then name no folder of the machine they were made on.
+    Example: portable_path("/home/me/cot-distill/runs/cot/best.pt") == "runs/cot/best.pt"  # in a checkout there
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    try:
+        return str(path.resolve().relative_to(REPOSITORY))
+    except ValueError:
+        return path.name
+
+
 def write_json(path, obj):
     """
     obj as indented JSON with a final newline, written atomically: how runs keep config.json and metrics.json.
