@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+import data
+
 from download import file_record
 from extra_problems import extra_record
 from files import portable_path, write_atomic
@@ -43,6 +45,19 @@ def config_record(cfg, process, tok, source, n_problems, examples, files, state,
             "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
             "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
             "resume_command": resume_command(argv)}
+
+
+def metrics_record(cfg, model, tok, state, ckpt, source, n_test, examples, train_stories):
+    """What metrics.json keeps beside the test scores: the student, its training, and the files it learned from."""
+    metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": n_test,
+               "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
+               "train_time_s": round(state.train_time, 1), "tokens_seen": state.tokens_seen, "steps": state.step,
+               "best_step": ckpt["step"], "val_em": ckpt.get("val_em"), "device": str(next(model.parameters()).device),
+               "variants": cfg.variants, "train_stories": train_stories,
+               "train_examples": {task: len(ex) for task, ex in examples.items()},
+               "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
+               "data_files": input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
+    return {**metrics, **extra_record(metrics["data_files"])}
 
 
 def lock_run_folder(out, resume, overwrite):

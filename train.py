@@ -10,9 +10,9 @@ Train the student on GSM8K, in each supervision mode the study compares.
 Without --traces the student learns from GSM8K's reference solutions (the stand-in teacher); with
 --traces, from an LLM teacher's traces (teacher.py). The run folder (--out, default runs/<mode>)
 ends up holding config.json, log.jsonl, best.pt, last.pt and metrics.json. Beside this file:
-config_cli.py (flags, presets), run_folder.py (lock, resume, Ctrl-C), distributed.py (torchrun),
-train_inputs.py (files on first use), sound_traces.py, loss_mask.py and variant_problems.py
-(--traces, --mask-results, --variants).
+examples.py (targets in tokens), config_cli.py (flags, presets), run_folder.py (lock, resume,
+Ctrl-C, records), distributed.py (torchrun), train_inputs.py (files on first use), sound_traces.py,
+variant_problems.py and extra_problems.py (--traces, --variants, --extra-problems).
 """
 import json
 import math
@@ -20,6 +20,7 @@ import random
 import signal
 import time
 from dataclasses import asdict, dataclass, fields
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -34,14 +35,14 @@ import run_folder
 from config_cli import PRESETS, setting
 from evaluate import decode_and_score
 from examples import FILLER_TOKENS, by_task, make_examples
-from extra_problems import add_extra_problems, extra_record
+from extra_problems import add_extra_problems
 from checkpoint import read_checkpoint, save_checkpoint
 from model import EncoderDecoder, ModelConfig
 from sound_traces import keep_sound_traces
 from train_inputs import read_inputs
 from ablations import ways_to_ask
 from traces import Calculator, TRACE_FORMATS, equations_only, reference_to_trace
-from variant_problems import seen_story_questions, with_variants
+from variant_problems import add_variants
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 
@@ -59,7 +60,7 @@ class TrainConfig:
     limit: int = setting(0, "train on the first N problems only (0 = all)")
     extra_problems: str = setting("", "JSONL of new problems (teacher.py --write-problems): all added to train, whatever --limit")
     stories: int = setting(0, "train on N stories chosen by a hash of the question, each smaller set inside every larger one (0 = all)")
-    variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; traces.py)")
+    variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; reinstantiate.py)")
     seen_stories: str = setting("results/seen-stories/seen-stories.jsonl", "evaluation set of train stories with new numbers: its questions are never trained on")
     mask_results: bool = setting(False, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
     # model
@@ -99,7 +100,6 @@ class TrainConfig:
 
 def resolve_config(argv=None):
     """Defaults, then the preset, then the flags given: (TrainConfig, resume); each field is a flag (config_cli.py).
-
     Example: cfg, resume = resolve_config(["--mode", "answer", "--preset", "smoke"])
     """
     choices = {"mode": MODES, "preset": sorted(PRESETS), "trace_format": TRACE_FORMATS}
@@ -108,11 +108,6 @@ def resolve_config(argv=None):
 
 # -----------------------------------------------------------------------------
 # The examples: the traces to learn from, in tokens
-
-
-def train_problems(cfg, problems):
-    """The train problems (stories) a run learns from: the first --limit of GSM8K's, then --stories of them by hash (0: all)."""
-    return data.nested_stories(problems[: cfg.limit or None], cfg.stories)
 
 
 def choose_traces(cfg, train, val, traces, log):
@@ -138,10 +133,7 @@ def train_examples(cfg, tok, train, traces, log):
     those longer than max_src/max_tgt left out and counted.
     Example: examples = train_examples(cfg, tok, train, traces, print)  # {"cot": [...]}
     """
-    if cfg.variants > 1:
-        t0, n_problems = time.time(), len(train)
-        train, traces = with_variants(train, traces, cfg.variants, cfg.seed, seen_story_questions(cfg.seen_stories))
-        log(f"variants: {len(train)} problems from {n_problems} (up to {cfg.variants} each, original included) in {time.time() - t0:.0f} s")
+    train, traces = add_variants(cfg, train, traces, log)  # new numbers for the same stories
     examples = by_task(make_examples(train, traces, cfg.mode, tok, cfg.seed, FILLER_TOKENS[cfg.trace_format], cfg.mask_results))
     for task in examples:
         examples[task], dropped = data.drop_long(examples[task], cfg.max_src, cfg.max_tgt)
@@ -290,7 +282,7 @@ def log_step(setup, state, loss, lr, tokens_per_s, logf):
     if cfg.time_budget_min:
         eta = min(eta, max(0.0, 60 * cfg.time_budget_min - state.train_time))
     setup.process.log(f"step {state.step}/{state.total_steps} | loss {loss:.4f} | lr {lr:.2e} | {tokens_per_s:,.0f} target tok/s | "
-                f"elapsed {fmt_time(state.train_time)} | eta {fmt_time(eta)}")
+                f"elapsed {timedelta(seconds=int(state.train_time))} | eta {timedelta(seconds=int(eta))}")
     if logf:
         logf.write(json.dumps({"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr, "tokens": state.tokens_seen,
                                "time": state.train_time}) + "\n")
@@ -400,7 +392,7 @@ def main(argv=None):
     lock = run_folder.lock_run_folder(out, resume, cfg.overwrite) if process.master else None  # held until the process ends
 
     tok, all_train, val, traces, files = read_inputs(cfg, process)  # GSM8K and the tokenizer made on first use
-    train = train_problems(cfg, all_train)
+    train = data.nested_stories(all_train[: cfg.limit or None], cfg.stories)  # the stories learned from: --limit, --stories
     traces, ref, source = choose_traces(cfg, train, val, traces, process.log)
     train, traces = add_extra_problems(cfg, train, traces, process.log)  # new stories a teacher wrote (problems.py)
     examples = train_examples(cfg, tok, train, traces, process.log)
@@ -414,8 +406,7 @@ def main(argv=None):
         state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
     model = process.wrap(torch.compile(raw_model) if cfg.compile else raw_model)  # what trains; raw_model is saved
     if process.master:
-        record = run_folder.config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv)
-        write_json(out / "config.json", record)
+        write_json(out / "config.json", run_folder.config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv))
     process.log(f"mode {cfg.mode}, preset {cfg.preset}, trained on {source}, {state.total_steps} steps ({steps_per_epoch} per epoch "
                 f"x {state.total_steps / max(1, steps_per_epoch):g} epochs), device {process.device}, world {process.world}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if process.device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -440,14 +431,7 @@ def finish(setup, state, source):
     model.load_state_dict(ckpt["model"])
     model.eval()
     test = data.load_gsm8k("test", cfg.data_dir or None)[: cfg.test_limit or None]
-    metrics = {"mode": cfg.mode, "preset": cfg.preset, "trace_source": source, "n_test": len(test),
-               "params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
-               "train_time_s": round(state.train_time, 1), "tokens_seen": state.tokens_seen, "steps": state.step,
-               "best_step": ckpt["step"], "val_em": ckpt.get("val_em"), "device": str(device), "variants": cfg.variants, "train_stories": setup.train_stories,
-               "train_examples": {task: len(ex) for task, ex in setup.examples.items()},
-               "mask_results": cfg.mask_results, "calculator": cfg.mask_results, "tokenizer_sha256": tok.sha256,
-               "data_files": run_folder.input_files(cfg, data.resolve_data_dir(cfg.data_dir or None))}
-    metrics.update(extra_record(metrics["data_files"]))
+    metrics = run_folder.metrics_record(cfg, model, tok, state, ckpt, source, len(test), setup.examples, setup.train_stories)
     for task in ways_to_ask(cfg.mode):
         _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
                                             cfg.max_new_tokens, cfg.eval_batch, Calculator(tok) if cfg.mask_results else None,
@@ -460,10 +444,6 @@ def finish(setup, state, source):
               f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
     write_json(out / "metrics.json", metrics)
     print(f"wrote {out / 'metrics.json'}")
-
-
-def fmt_time(s):
-    return f"{int(s // 3600)}:{int(s % 3600 // 60):02d}:{int(s % 60):02d}"
 
 
 if __name__ == "__main__":

@@ -36,8 +36,3 @@ def read_inputs(cfg, process):
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     return tok, train, val, traces, run_folder.input_files(cfg, data_dir)
-
-
-def train_problems(cfg, data_dir):
-    """The train problems a run learns from: the first --limit of them (all with 0)."""
-    return data.load_gsm8k("train", data_dir)[: cfg.limit or None]

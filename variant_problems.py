@@ -7,6 +7,7 @@ Example:
     problems, traces = with_variants(train, traces, 16, 1337, seen_story_questions(cfg.seen_stories))
 """
 import random
+import time
 from pathlib import Path
 
 import data
@@ -34,6 +35,20 @@ def with_variants(problems, traces, k, seed, held_out):
                 out_problems.append(data.Problem(f"{p.id}~{i}", question, trace, data.extract_answer(trace)))
                 out_traces[f"{p.id}~{i}"] = [trace]
     return out_problems, out_traces
+
+
+def add_variants(cfg, train, traces, log):
+    """
+    train.py's --variants: the train problems and traces with cfg.variants - 1 variants of each
+    (the seen-stories questions held out), and a line saying how many and how long; as they are with 1.
+    Example: train, traces = add_variants(cfg, train, traces, print)
+    """
+    if cfg.variants <= 1:
+        return train, traces
+    t0, n_problems = time.time(), len(train)
+    train, traces = with_variants(train, traces, cfg.variants, cfg.seed, seen_story_questions(cfg.seen_stories))
+    log(f"variants: {len(train)} problems from {n_problems} (up to {cfg.variants} each, original included) in {time.time() - t0:.0f} s")
+    return train, traces
 
 
 def seen_story_questions(path):

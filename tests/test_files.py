@@ -30,3 +30,9 @@ def test_write_atomic_writes_bytes_and_leaves_nothing_when_it_fails(tmp_path):
         files.write_atomic(tmp_path / "ckpt.pt", 3)  # neither text nor bytes: nothing replaced, nothing left
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"] and (tmp_path / "ckpt.pt").read_bytes() == b"\x00\xff"
     assert files.sha256_file(tmp_path / "ckpt.pt") == hashlib.sha256(b"\x00\xff").hexdigest()
+
+
+def test_portable_path_names_no_folder_of_this_machine(tmp_path):
+    assert files.portable_path(files.REPOSITORY / "runs" / "cot" / "best.pt") == "runs/cot/best.pt"
+    assert files.portable_path("runs/cot") == "runs/cot"  # relative: as given
+    assert files.portable_path(tmp_path / "gsm8k" / "train.jsonl") == "train.jsonl"  # outside the repository: the name

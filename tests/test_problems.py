@@ -217,9 +217,9 @@ def test_train_py_trains_on_extra_problems_and_records_them(gsm8k_dir, tokenizer
 
 
 def test_extra_problems_get_variants_like_any_train_problem():
-    import train
+    import variant_problems
     extra = [data.Problem(f"written-{i:05d}", q, t, t.split()[-1]) for i, (q, t) in enumerate(GOOD)]
-    more, traces = train.with_variants(extra, {p.id: [p.solution] for p in extra}, 4, 1337, set())
+    more, traces = variant_problems.with_variants(extra, {p.id: [p.solution] for p in extra}, 4, 1337, set())
     assert len(more) > len(extra) and {p.id.split("~")[0] for p in more} == {p.id for p in extra}
     assert all(check_trace(traces[p.id][0])["answer"] == p.answer for p in more)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import data
+import variant_problems
 import reinstantiate
 import traces
 
@@ -177,7 +178,6 @@ def test_property_every_variant_checks_and_keeps_its_wording(gsm8k_dir):
 
 def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_path):
     """The committed evaluation set: variants of train stories (never val or test), disjoint from what training draws."""
-    import train
     rows = data.read_jsonl(ROOT / "results" / "seen-stories" / "seen-stories.jsonl")
     train_ids = {p.id: p for p in data.load_gsm8k("train", gsm8k_dir)}
     assert len(rows) == 500 and all(r["story"] in train_ids for r in rows)
@@ -186,8 +186,8 @@ def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_pat
         assert c["all_hold"] and shape(r["question"]) == shape(train_ids[r["story"]].question) and r["question"] != train_ids[r["story"]].question
     stories = [train_ids[r["story"]] for r in rows[:20]]
     traces_by_id = {p.id: [traces.equations_only(traces.reference_to_trace(p.solution))] for p in stories}
-    seen_questions = train.seen_story_questions(ROOT / "results" / "seen-stories" / "seen-stories.jsonl")
-    problems, _ = train.with_variants(stories, traces_by_id, 16, 1337, seen_questions)
+    seen_questions = variant_problems.seen_story_questions(ROOT / "results" / "seen-stories" / "seen-stories.jsonl")
+    problems, _ = variant_problems.with_variants(stories, traces_by_id, 16, 1337, seen_questions)
     assert len(problems) > 100 and not seen_questions & {p.question for p in problems}
     assert all(p.id.split("~")[0] in traces_by_id for p in problems)
     # the command writes such a file (the committed one is fixed: rules added since may drop a few of its rows)
