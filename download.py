@@ -109,9 +109,10 @@ def warn_if_unofficial(path):
     Example: warn_if_unofficial("data/gsm8k/test.jsonl")  # silent for the official file
     """
     r = file_record(path)
-    if r.get("official", True) or (r["path"], r["sha256"]) in _warned:
+    where = str(Path(path).resolve())
+    if r.get("official", True) or (where, r["sha256"]) in _warned:
         return r
-    _warned.add((r["path"], r["sha256"]))
+    _warned.add((where, r["sha256"]))
     rows, digest = GSM8K_FILES[r["name"]]
     print(f"warning: {path} is NOT the official GSM8K {r['name']}: {r['rows']} rows, sha256 {r['sha256'][:12]}... "
           f"(official: {rows} rows, {digest[:12]}...); its scores are not GSM8K scores. "

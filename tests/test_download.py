@@ -9,6 +9,7 @@ import pytest
 
 import data
 import download
+import files
 
 
 class FileServer(http.server.ThreadingHTTPServer):
@@ -108,7 +109,7 @@ def test_download_unreachable_names_url_and_local_copy(tmp_path):
 
 
 def test_a_file_that_is_not_the_official_one_is_said_loudly_and_recorded(gsm8k_dir, tmp_path, capsys):
-    assert download.file_record(gsm8k_dir / "train.jsonl") == {"name": "train.jsonl", "path": str(gsm8k_dir / "train.jsonl"), "rows": 7473,
+    assert download.file_record(gsm8k_dir / "train.jsonl") == {"name": "train.jsonl", "path": files.portable_path(gsm8k_dir / "train.jsonl"), "rows": 7473,
                                                            "sha256": download.GSM8K_FILES["train.jsonl"][1], "official": True}
     data.load_gsm8k("test", gsm8k_dir)
     assert capsys.readouterr().err == ""  # the official files load in silence
