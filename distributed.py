@@ -5,8 +5,8 @@ the others wait. Plain `python train.py` is rank 0 of 1, and every call here is 
 plain torch: a one-process reader of train.py can skip this file.
 
 Example:
-    par = start(cfg)            # torchrun sets RANK, WORLD_SIZE and LOCAL_RANK
-    par.barrier(); par.log("printed once however many ranks")
+    process = start(cfg)            # torchrun sets RANK, WORLD_SIZE and LOCAL_RANK
+    process.barrier(); process.log("printed once however many ranks")
 """
 import contextlib
 import datetime
@@ -70,28 +70,28 @@ def start(device_name):
     return Parallel(ddp, rank, world, device)
 
 
-def agreed_clock(elapsed, time_budget_min, par):
+def agreed_clock(elapsed, time_budget_min, process):
     """Rank 0's training seconds on every rank when a time budget is set: lr and the last step depend on them."""
-    if par.ddp and time_budget_min:
-        clock = torch.tensor([elapsed], dtype=torch.double, device=par.device)
+    if process.ddp and time_budget_min:
+        clock = torch.tensor([elapsed], dtype=torch.double, device=process.device)
         dist.broadcast(clock, 0)
         return clock.item()
     return elapsed
 
 
-def check_ranks_agree(model, par):
+def check_ranks_agree(model, process):
     """Data parallelism is only right if every rank ends with the same weights: compare checksums, or raise."""
     flat = torch.cat([p.detach().double().flatten() for p in model.parameters()])
     mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.double, device=flat.device)).sum()]).cpu()
-    every = [torch.zeros_like(mine) for _ in range(par.world)]
+    every = [torch.zeros_like(mine) for _ in range(process.world)]
     dist.all_gather_object(every, mine)
     if any(not torch.equal(e, every[0]) for e in every):
         raise RuntimeError(f"ranks disagree on the weights: {[e.tolist() for e in every]}")
-    par.log(f"weights identical on {par.world} ranks")
+    process.log(f"weights identical on {process.world} ranks")
 
 
-def stop(par):
+def stop(process):
     """After the run: wait for every rank, then leave the process group."""
-    if par.ddp:
+    if process.ddp:
         dist.barrier()
         dist.destroy_process_group()

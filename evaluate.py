@@ -106,26 +106,26 @@ def summarize(rows):
     """
     n, k = len(rows), sum(r["correct"] for r in rows)
     outputs = [r["output"] for r in rows]
-    prop = [error_propagation(o) for o in outputs]
-    firsts = [p["first_wrong"] for p in prop if p["first_wrong"] is not None]
-    wrong = sum(p["wrong"] for p in prop)
-    spr = [r["step_match"] for r in rows if r.get("step_match")]
-    matched, n_out, n_ref = (sum(s[key] for s in spr) for key in ("matched", "n_output", "n_reference"))
+    propagation = [error_propagation(o) for o in outputs]
+    firsts = [p["first_wrong"] for p in propagation if p["first_wrong"] is not None]
+    wrong = sum(p["wrong"] for p in propagation)
+    step_matches = [r["step_match"] for r in rows if r.get("step_match")]
+    matched, n_out, n_ref = (sum(s[key] for s in step_matches) for key in ("matched", "n_output", "n_reference"))
     tokens = [r["n_tokens"] for r in rows]
     operands = sum(r["grounding"]["operands"] for r in rows)
     return {"n": n, "correct": k, "exact_match": k / n if n else 0.0, "exact_match_ci95": list(wilson_interval(k, n)),
             **arithmetic_error_rate(outputs),
             "tokens_mean": float(np.mean(tokens)) if n else 0.0, "tokens_median": float(np.median(tokens)) if n else 0.0,
-            "steps_mean": sum(p["n_steps"] for p in prop) / n if n else 0.0,
+            "steps_mean": sum(p["n_steps"] for p in propagation) / n if n else 0.0,
             # micro-averaged over all values, so a problem with many steps weighs more
             "step_precision": matched / n_out if n_out else None, "step_recall": matched / n_ref if n_ref else None,
             "operands": operands, "grounded_operand_rate": sum(r["grounding"]["grounded"] for r in rows) / operands if operands else None,
             "failures": {c: sum(r["category"] == c for r in rows) for c in CATEGORIES},
             "first_wrong_step": {str(i + 1): firsts.count(i) for i in range(4)} | {"5+": sum(i >= 4 for i in firsts)},
-            "first_wrong_position_mean": float(np.mean([p["first_wrong_position"] for p in prop if p["first_wrong"] is not None])) if firsts else None,
-            "wrong_results": wrong, "wrong_results_reused": sum(p["wrong_reused"] for p in prop),
-            "wrong_reuse_rate": sum(p["wrong_reused"] for p in prop) / wrong if wrong else None,
-            "answers_from_wrong_result": sum(p["answer_from_wrong"] for p in prop)}
+            "first_wrong_position_mean": float(np.mean([p["first_wrong_position"] for p in propagation if p["first_wrong"] is not None])) if firsts else None,
+            "wrong_results": wrong, "wrong_results_reused": sum(p["wrong_reused"] for p in propagation),
+            "wrong_reuse_rate": sum(p["wrong_reused"] for p in propagation) / wrong if wrong else None,
+            "answers_from_wrong_result": sum(p["answer_from_wrong"] for p in propagation)}
 
 
 def reasoning_warning(mode, m):
