@@ -19,7 +19,7 @@ from data import extract_answer, load_gsm8k
 from files import write_atomic
 from replies import normalize_reply
 from traces import check_trace, reference_to_trace
-from teacher_ledger import eval_scores, read_rows
+from teacher_ledger import eval_scores, read_rows, refuse_foreign
 
 
 RECORDED_SHAPES = ("a JSON list of {question, model_prediction} (GSM8K-style '#### N', list position = test line), "
@@ -36,9 +36,14 @@ def read_recorded(path):
     Example: shape, models, dups = read_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json"); list(models)
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--recorded {path} is a folder: give one recorded teacher file in it")
     if not path.is_file():
         raise FileNotFoundError(f"recorded teacher file {path} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}), so not a recorded teacher file") from None
     head, rows = text.lstrip()[:1], []
     # one JSON document (a list), else one JSON value per line
     for i, line in enumerate([text] if head == "[" else text.split("\n"), 1):
@@ -65,15 +70,17 @@ def read_recorded(path):
                 got = {name: (row["question"], row["model_prediction"], row.get("result"))}
                 line = i
             elif shape == "boxed":
-                gen, line = row["cot"]["generation"], int(row["id"])
+                gen, line = row["cot"]["generation"], row["id"]
+                if not isinstance(gen, (list, type(None))) or type(line) is not int:
+                    raise TypeError("generation is not a list of texts, or id is not a whole number")
                 got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
             else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
                 line = i
                 got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ",
                                                               row[k]["solution"]), row[k].get("is_correct"))
                        for k in gpt3}
-            if any(not isinstance(reply, (str, type(None))) for _, reply, _ in got.values()):
-                raise TypeError("a reply that is not text")
+            if any(not isinstance(text, (str, type(None))) for q, reply, _ in got.values() for text in (q, reply)):
+                raise TypeError("a question or reply that is not text")
         except (KeyError, TypeError, ValueError, IndexError):
             where = f"{path}: list entry {i}" if head == "[" else f"{path}:{i + 1}"
             raise ValueError(f"{where}: not a {shape}-shaped row like the first one; expected {RECORDED_SHAPES}") from None
@@ -114,6 +121,7 @@ def run_recorded(path, model, problems, out=None):
         raise ValueError(f"{path} holds {', '.join(models)}, not {model!r}: pass one of them to --model")
     outputs, slug = models[model], re.sub(r"[^\w.-]+", "-", model)
     out = out or f"traces/{slug}-eval-test.jsonl"
+    refuse_foreign(out)  # it is replaced whole: it must be teacher output, or new
     beyond = sorted(i for i in outputs if not 0 <= i < len(problems))
     if beyond:
         raise ValueError(f"{path}: output for test line {beyond[0]}, but test has lines 0-{len(problems) - 1}")
