@@ -29,6 +29,7 @@ from download import file_record
 from extra_problems import extra_record
 from files import portable_path, write_atomic
 from checkpoint import read_checkpoint
+from variant_problems import held_out_count
 
 # What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
 RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
@@ -42,7 +43,7 @@ def config_record(cfg, process, tok, source, n_problems, examples, files, state,
     """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
     where = {k: portable_path(getattr(cfg, k)) for k in ("out", "data_dir", "tokenizer_dir") if getattr(cfg, k)}  # no machine's folders
     return {**asdict(cfg), **where, **extra_record(files), "trace_source": source, "tokenizer": portable_path(tok.path), "tokenizer_sha256": tok.sha256,
-            "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
+            "seen_stories_held_out": held_out_count(cfg), "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
             "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
             "resume_command": resume_command(argv)}
 
