@@ -113,7 +113,11 @@ def check_same_inputs(out, ckpt, tok, files):
     Example: check_same_inputs(Path("runs/cot"), ckpt, tok, input_files(cfg, data_dir))
     """
     config = out / "config.json"
-    was = json.loads(config.read_text()).get("data_files", {}) if config.exists() else {}
+    try:
+        was = json.loads(config.read_text(encoding="utf-8")).get("data_files", {}) if config.exists() else {}
+    except ValueError:
+        sys.exit(f"error: --resume: {config} is not valid JSON (cut short?); restore it, or remove it to resume "
+                 f"without checking the data files against it (it is written anew)")
     for role, now in files.items():
         if role in was and was[role]["sha256"] != now["sha256"]:
             sys.exit(f"error: --resume: {out} was trained on {was[role]['path']} ({was[role]['rows']} rows, sha256 "
@@ -162,10 +166,28 @@ def resume(out, cfg, model, optimizer, tok, files, process):
     return ckpt
 
 
+def log_step(line):
+    """The step of a log.jsonl line, or None for a line that is not a whole row (cut short by a full disk or a kill)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("step") if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 def keep_log_until(out, step):
-    """Drop the rows of out/log.jsonl written after step: on a resume, the steps that made them run again."""
+    """
+    Drop the rows of out/log.jsonl written after step: on a resume, the steps that made them run
+    again. A line that is not a whole row (cut short) is dropped too, with a warning naming it.
+    Example: keep_log_until(Path("runs/cot"), 300)
+    """
     if (out / "log.jsonl").exists():
-        rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+        lines = [r for r in (out / "log.jsonl").read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()]
+        cut = [i for i, r in enumerate(lines, 1) if log_step(r) is None]
+        if cut:
+            print(f"warning: {out / 'log.jsonl'}: dropped {len(cut)} line(s) that are not whole rows (line {cut[0]}; "
+                  f"cut short?); the steps after step {step} run again", file=sys.stderr)
+        rows = [r for r in lines if log_step(r) is not None and log_step(r) <= step]
         write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
 
 

@@ -314,8 +314,17 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
     config = json.loads((tmp_path / "v" / "config.json").read_text())
     assert config["seen_stories_held_out"] == 500  # the committed seen-stories set, kept out of what trains
     assert config["variants"] == 4 and config["train_problems"] == 16 and 16 < config["train_examples"]["cot"] <= 64
-    copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusal on a copy, beside the resume
-    r, resumed = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"]], gsm8k_dir, tok_dir)
+    copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusals on copies, beside the resume
+    cut_config = shutil.copytree(tmp_path / "v", tmp_path / "v-cut")
+    config_text = (cut_config / "config.json").read_text()
+    (cut_config / "config.json").write_text(config_text[: len(config_text) // 2])
+    with open(tmp_path / "v" / "log.jsonl", "a") as f:  # a last line cut short by a full disk: dropped, the run goes on
+        f.write('{"step": 3, "epoch": 0.1, "lo')
+    r, resumed, bad_config = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"],
+                                         args[:-1] + [str(cut_config), "--resume"]], gsm8k_dir, tok_dir)
+    assert bad_config.returncode == 1 and "Traceback" not in bad_config.stderr and bad_config.stderr.count("\n") == 1
+    assert "v-cut/config.json is not valid JSON" in bad_config.stderr and (cut_config / "config.json").read_text() == config_text[: len(config_text) // 2]
+    assert "log.jsonl: dropped 1 line(s) that are not whole rows" in resumed.stderr
     assert r.returncode == 1 and "was trained with --variants 4, not 2" in r.stderr
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
