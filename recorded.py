@@ -25,6 +25,7 @@ from teacher_ledger import eval_scores, read_rows, refuse_foreign
 RECORDED_SHAPES = ("a JSON list of {question, model_prediction} (GSM8K-style '#### N', list position = test line), "
                    "JSONL of {id, input, cot: {generation: [text]}} ('\\boxed{N}', id = test line) or "
                    "JSONL of {question, ground_truth, MODEL: {solution, is_correct}} ('A: N', line = test line)")
+EVAL_ROW_FIELDS = ("id", "output", "correct", "prompt_tokens", "completion_tokens", "latency_s", "finish_reason")
 
 
 def read_recorded(path):
@@ -174,9 +175,16 @@ def load_teacher_eval(path):
     Example: rows, summary = load_teacher_eval("traces/gpt-4o-eval-test.jsonl"); summary["exact_match"]
     """
     rows = read_rows(path)
+    bad = next((i for i, r in enumerate(rows, 1) if not (isinstance(r, dict) and set(EVAL_ROW_FIELDS) <= r.keys())), None)
+    if bad is not None:  # traces (teacher.py without --eval) or a seen-stories set hold no scored replies
+        raise ValueError(f"{path}: row {bad} is not a scored reply ({', '.join(EVAL_ROW_FIELDS)}): give the file "
+                         f"`teacher.py --eval` or `teacher.py --recorded` wrote, not traces or a problem set")
     summary_path = Path(f"{path}.summary.json")
     if summary_path.exists():
-        return rows, json.loads(summary_path.read_text(encoding="utf-8"))
+        try:
+            return rows, json.loads(summary_path.read_text(encoding="utf-8"))
+        except ValueError:
+            print(f"warning: {summary_path} is not valid JSON (cut short?); the scores are counted from {path}", file=sys.stderr)
     return rows, {"model": rows[0].get("model") if rows else None, **eval_scores(rows)}
 
 

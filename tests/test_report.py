@@ -155,3 +155,17 @@ def test_compare_with_teachers(tmp_path):
     assert "| big-175b | 24 | — | — | — | — | ≤ 0.06543 (bound) |" in md  # overlap 13 is the largest p, as it happens
     assert "were not kept for any of the students" in md and "no paired test" in md and "| cot | — / — | — | — |" in md
     assert "No compared student that writes equations has its predictions" in md
+
+
+def test_teacher_that_is_not_an_eval_file_is_refused_in_one_line(tmp_path):
+    """Traces (teacher.py without --eval) or a seen-stories set given as --teacher: named, not a KeyError."""
+    traces_file = tmp_path / "gpt-4o-train.jsonl"
+    traces_file.write_text(json.dumps({"id": "train-00000", "question": "q?", "trace": "1 + 1 = 2\n#### 2", "answer": "2"}) + "\n")
+    seen = tmp_path / "seen.jsonl"
+    seen.write_text(json.dumps({"id": "seen-train-00001", "story": "train-00001", "question": "q?", "answer": "#### 3"}) + "\n")
+    for path in (traces_file, seen):
+        with pytest.raises(ValueError, match=f"{path.name}: row 1 is not a scored reply"):
+            report.load_teachers([path])
+    good = write_teacher(tmp_path / "t.jsonl", ["#### 1"], [True], "t")
+    Path(f"{good}.summary.json").write_text('{"model": "t", "n"')  # cut short: the rows still count
+    assert report.load_teachers([good])[0]["em"] == 1.0
