@@ -150,11 +150,7 @@ def read_eval_file(path):
     if not Path(path).is_file():
         raise FileNotFoundError(f"eval file {path} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
     out = []
-    try:
-        rows = data.read_jsonl(path, numbered=True)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); give a JSONL of {EVAL_FILE_ROW}") from None
-    for k, (i, row) in enumerate(rows):
+    for k, (i, row) in enumerate(data.read_jsonl(path, numbered=True)):
         read = eval_file_answer(row.get("answer")) if isinstance(row, dict) else None
         if read is None or not isinstance(row.get("question"), str) or not row["question"].strip():
             raise ValueError(f"{path}:{i}: not a row of an eval file; each line is {EVAL_FILE_ROW}")

@@ -80,10 +80,7 @@ def seen_story_questions(path):
     if not path.is_file():
         raise FileNotFoundError(f"--seen-stories {path}: {'a folder' if path.is_dir() else 'not found'}; give the "
                                 f"seen-stories JSONL (reinstantiate.py seen-stories writes one)")
-    try:
-        rows = data.read_jsonl(path, numbered=True)
-    except UnicodeDecodeError as e:
-        raise ValueError(f"--seen-stories {path}: not UTF-8 text (byte {e.start})") from None
+    rows = data.read_jsonl(path, numbered=True)
     bad = next((i for i, r in rows if not (isinstance(r, dict) and isinstance(r.get("question"), str))), None)
     if bad is not None:
         raise ValueError(f"{path}:{bad}: a row without a \"question\" string; fix or remove that line")
