@@ -19,6 +19,7 @@ from pathlib import Path
 import data
 import traces
 from download import file_record
+from files import portable_path
 from tokenizer import TOKENIZER_DIR, Tokenizer
 
 
@@ -100,6 +101,25 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     if used.get("official") is False:
         warnings.append(f"{path} is not the official GSM8K {path.name} ({used['rows']} rows): not a GSM8K score")
     return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
+
+
+def check_eval_out(out, run_dir, ckpt_path):
+    """
+    Raise ValueError, in one line, unless out can take this evaluation: not a file, and not a
+    folder holding another run's evaluation (its eval.json names another checkpoint), which would
+    be replaced without a word. The same run's earlier evaluation there is replaced, as a rerun does.
+    Example: check_eval_out(Path("runs/cot/eval-test"), Path("runs/cot"), Path("runs/cot/best.pt"))
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for predictions.jsonl and eval.json")
+    try:
+        was = json.loads((out / "eval.json").read_text(encoding="utf-8")) if (out / "eval.json").is_file() else None
+    except ValueError:
+        was = {"run": "unknown: its eval.json is not valid JSON"}
+    if was is not None and (was.get("run"), was.get("checkpoint")) != (portable_path(run_dir), portable_path(ckpt_path)):
+        raise ValueError(f"--out {out} holds the evaluation of run {was.get('run')} ({was.get('checkpoint')}), not of run "
+                         f"{portable_path(run_dir)} ({portable_path(ckpt_path)}): give another --out, or remove that folder first")
 
 
 EVAL_FILE_ROW = ('{"question": "...", "answer": A} where A is a number (18, 0.75, "3/4", "1e3", "$1,200") '

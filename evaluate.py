@@ -30,7 +30,7 @@ from cli_checks import arg_number
 from files import portable_path, write_atomic
 from intervals import wilson_interval
 import traces
-from eval_inputs import eval_data, load_tokenizer, read_eval_file, resolve_run
+from eval_inputs import check_eval_out, eval_data, load_tokenizer, read_eval_file, resolve_run
 from checkpoint import load_checkpoint
 from device import pick_device
 from model import generate_many
@@ -249,6 +249,7 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
     if not problems:
         raise ValueError(f"no problems to score in {eval_file or split}")
     out = Path(out or run_dir / eval_dir_name(split, eval_file, calculator, limit))
+    check_eval_out(out, run_dir, ckpt_path)  # a file, or another run's evaluation, is refused untouched
     out.mkdir(parents=True, exist_ok=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -356,6 +356,14 @@ def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_pat
     assert report["data"]["same_as_training"] is False and report["data"]["file"]["rows"] == 20
     assert len(report["data"]["warnings"]) == 2 and set(report["data"]["warnings"]) <= set(report["warnings"])
     assert all(f"warning: {w}" in r.stdout for w in report["data"]["warnings"])
+    # --out that is a file, or a folder holding another run's evaluation: refused in one line, left as it was
+    (tmp_path / "notes.txt").write_text("mine\n")
+    r = evaluate("--out", tmp_path / "notes.txt")
+    assert r.returncode == 1 and "notes.txt is a file" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    with pytest.raises(ValueError, match="eval-small holds the evaluation of run answer \\(best.pt\\), not of run cot"):
+        eval_inputs.check_eval_out(tmp_path / "eval-small", smoke_runs["cot"], smoke_runs["cot"] / "best.pt")
+    eval_inputs.check_eval_out(tmp_path / "eval-small", run, run / "best.pt")  # the same run's: a rerun replaces it
     r = subprocess.run([sys.executable, "evaluate.py", "--compare", tmp_path / "eval-small", "--out", tmp_path / "report"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
