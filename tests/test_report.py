@@ -70,6 +70,18 @@ def test_compare_on_hand_made_evals(tmp_path):
     assert "| cot [cot] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md and "| cot [cot2] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md
 
 
+def test_compare_of_runs_scored_on_different_problems_shows_each_n_and_warns(tmp_path):
+    """One run scored on 24 problems, the other on 5 of them: never 'Problems: 24 per model'; the paired test counts 5."""
+    golds = [str(i + 1) for i in range(24)]
+    write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g}" for g in golds], golds, tmp_path / "answer")
+    write_eval(tmp_path / "cot" / "eval-test", "cot", [f"1 + 1 = 2\n#### {g}" for g in golds[:5]], golds[:5], tmp_path / "cot")
+    md = report.compare([tmp_path / "answer" / "eval-test", tmp_path / "cot" / "eval-test"],
+                        ev.parse_args(["--compare", "x", "--out", str(tmp_path / "report")])).read_text()
+    assert "per model" not in md and "Problems: not the same for every model (answer 24, cot 5; test)" in md
+    assert "**Warning: the models were scored on different problems (answer 24, cot 5): their exact matches are not comparable" in md
+    assert "| cot | 5 | 5 | 0 | 0 | 0 | 1 |" in md  # McNemar on the 5 shared problems only
+
+
 def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning(tmp_path):
     golds = [str(i + 1) for i in range(6)]
     write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g}" for g in golds], golds, tmp_path / "answer")
