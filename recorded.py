@@ -15,7 +15,8 @@ import re
 import sys
 from pathlib import Path
 
-from data import extract_answer, load_gsm8k
+from data import extract_answer, load_gsm8k, resolve_data_dir
+from download import file_record
 from files import write_atomic
 from replies import normalize_reply
 from traces import check_trace, reference_to_trace
@@ -103,13 +104,13 @@ def gpt3_params(model):
     return float(m.group(1)) * 1e9 if m else None
 
 
-def run_recorded(path, model, problems, out=None):
+def run_recorded(path, model, problems, out=None, test_file=None):
     """
     Score one model of a recorded teacher file as `--eval` scores a live teacher: every reply
     normalized by normalize_reply and its answer extracted by the project's rule, written
     (atomically) as the same eval JSONL and summary, which also holds the publishers' own score.
     Test problems without an output are left out and named by their line in test.jsonl.
-    The default out is traces/<model>-eval-test.jsonl.
+    The default out is traces/<model>-eval-test.jsonl; test_file, the record of the test file, goes into the summary.
     Example: run_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json", None, load_gsm8k("test"))["n"] == 1319
     """
     shape, models, dups = read_recorded(path)
@@ -148,7 +149,8 @@ def run_recorded(path, model, problems, out=None):
                # the publishers' own scoring of the same replies (result, score, is_correct), where every row has it
                "published_exact_match": None if any(r["published_correct"] is None for r in rows) else
                round(sum(bool(r["published_correct"]) for r in rows) / max(1, len(rows)), 4),
-               "params": gpt3_params(model)}
+               "params": gpt3_params(model),
+               "test_file": test_file}  # what it was scored against (download.file_record: name, rows, sha256, official)
     write_atomic(f"{out}.summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -159,7 +161,8 @@ def score_recorded(args):
     to the file's outputs by its line; print the summary, warn of problems without an output, return 0.
     Example: score_recorded(get_parser().parse_args(["--recorded", "gsm8k-test-gpt-4.json"]))
     """
-    summary = run_recorded(args.recorded, args.model, load_gsm8k("test", args.data_dir), args.out)
+    test = load_gsm8k("test", args.data_dir)
+    summary = run_recorded(args.recorded, args.model, test, args.out, file_record(resolve_data_dir(args.data_dir) / "test.jsonl"))
     print(json.dumps({k: v for k, v in summary.items() if k != "missing_lines"}))
     if summary["missing"]:
         lines = ", ".join(map(str, summary["missing_lines"][:20])) + (", ..." if summary["missing"] > 20 else "")

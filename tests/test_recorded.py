@@ -137,6 +137,8 @@ def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refuse
     code, out, err = cli(capsys, "--recorded", "gsm8k-test-gap.jsonl", "--out", "g.jsonl")
     assert code == 0 and "no output for 1316 test problems, at lines 2, 4, 5, 6," in err
     assert json.loads(out)["n"] == 3 and summary("g.jsonl")["missing_lines"][:3] == [2, 4, 5]
+    test_file = summary("g.jsonl")["test_file"]  # which test.jsonl it was scored against, by content
+    assert test_file["name"] == "test.jsonl" and test_file["rows"] == 1319 and test_file["official"] and len(test_file["sha256"]) == 64
     write_jsonl("swapped.jsonl", [{"id": 1 - i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST[:2])])
     with pytest.raises(ValueError, match="test line 0 answers another question"):
         run_recorded("swapped.jsonl", None, TEST, "s.jsonl")
