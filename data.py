@@ -99,8 +99,10 @@ def load_gsm8k(split, data_dir=None):
         raise FileNotFoundError(f"{path} is missing: run `python data.py download` or set GSM8K_DIR "
                                 f"(or --data-dir) to a folder holding {name}")
     warn_if_unofficial(path)
-    problems = []
-    for i, (line, row) in enumerate(read_jsonl(path, numbered=True)):
+    rows, problems = read_jsonl(path, numbered=True), []
+    if not rows:  # else an empty train.jsonl surfaces as a SentencePiece internal error
+        raise ValueError(f"{path} holds no problems (an empty file): `python data.py download` fetches the official one")
+    for i, (line, row) in enumerate(rows):
         what = gsm8k_row_error(row)
         if what:
             raise ValueError(f"{path}:{line}: {what}; fix or remove that line (`python data.py download` fetches the official file)")

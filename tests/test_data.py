@@ -101,6 +101,12 @@ def test_read_traces(tmp_path):
         data.read_traces(tmp_path / "nope.jsonl")
 
 
+def test_an_empty_gsm8k_file_is_named(tmp_path):
+    (tmp_path / "train.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="train.jsonl holds no problems"):
+        data.load_gsm8k("train", tmp_path)
+
+
 def test_a_folder_or_bytes_not_utf8_are_named(tmp_path):
     """train.py --traces DIR, and a traces file saved in Latin-1: one error naming the path, not a traceback."""
     with pytest.raises(FileNotFoundError, match=f"traces file {tmp_path} is a folder"):
