@@ -289,6 +289,19 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     assert not (tmp_path / "false" / "run" / "last.pt").exists()
 
 
+def test_traces_with_crlf_or_gsm8k_notes_are_rewritten_and_counted(gsm8k_dir):
+    """--trace-format steps learns a trace character by character: CRLF ends and <<a=b>> notes are written out first."""
+    from sound_traces import keep_sound_traces
+    problems = data.load_gsm8k("train", gsm8k_dir)[:3]
+    traces = {problems[0].id: [reference_to_trace(problems[0].solution).replace("\n", "\r\n")],
+              problems[1].id: [problems[1].solution],  # GSM8K's own notation: '<<a*b=c>>' notes
+              problems[2].id: [reference_to_trace(problems[2].solution)]}
+    said = []
+    kept = keep_sound_traces(traces, problems, "t.jsonl", said.append)
+    assert kept == {p.id: [reference_to_trace(p.solution)] for p in problems}
+    assert said == ["t.jsonl: rewrote 2 traces into the trace format as the teacher writes it (CRLF line ends 1, <<a=b>> notes 1)"]
+
+
 def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     """A tiny student memorises four real problems: loss near zero, greedy decoding gives the traces back exactly."""
     from model import EncoderDecoder, ModelConfig, generate_many
