@@ -68,21 +68,7 @@ def read_recorded(path):
     out, dups = {m: {} for m in models}, 0
     for i, row in enumerate(rows):
         try:
-            if shape == "gsm8k":
-                got = {name: (row["question"], row["model_prediction"], row.get("result"))}
-                line = i
-            elif shape == "boxed":
-                gen, line = row["cot"]["generation"], row["id"]
-                if not isinstance(gen, (list, type(None))) or type(line) is not int:
-                    raise TypeError("generation is not a list of texts, or id is not a whole number")
-                got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
-            else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
-                line = i
-                got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ",
-                                                              row[k]["solution"]), row[k].get("is_correct"))
-                       for k in gpt3}
-            if any(not isinstance(text, (str, type(None))) for q, reply, _ in got.values() for text in (q, reply)):
-                raise TypeError("a question or reply that is not text")
+            line, got = recorded_row(shape, row, i, name, gpt3)
         except (KeyError, TypeError, ValueError, IndexError):
             where = f"{path}: list entry {i}" if head == "[" else f"{path}:{i + 1}"
             raise ValueError(f"{where}: not a {shape}-shaped row like the first one; expected {RECORDED_SHAPES}") from None
@@ -92,6 +78,29 @@ def read_recorded(path):
                 continue
             out[m][line] = value
     return shape, out, dups
+
+
+def recorded_row(shape, row, i, name, gpt3):
+    """
+    (test line, {model: (question or None, reply or None, published verdict or None)}) of the i-th row
+    of a recorded file of shape; a row of another shape or with values of the wrong type raises
+    (KeyError, TypeError, ...), which read_recorded names by its line.
+    Example: recorded_row("gsm8k", {"question": "q?", "model_prediction": "#### 1"}, 0, "gpt-4", [])[0] == 0
+    """
+    if shape == "gsm8k":
+        line, got = i, {name: (row["question"], row["model_prediction"], row.get("result"))}
+    elif shape == "boxed":
+        gen, line = row["cot"]["generation"], row["id"]
+        if not isinstance(gen, (list, type(None))) or type(line) is not int:
+            raise TypeError("generation is not a list of texts, or id is not a whole number")
+        got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
+    else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
+        line = i
+        got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ", row[k]["solution"]),
+                               row[k].get("is_correct")) for k in gpt3}
+    if any(not isinstance(text, (str, type(None))) for q, reply, _ in got.values() for text in (q, reply)):
+        raise TypeError("a question or reply that is not text")
+    return line, got
 
 
 def gpt3_params(model):
