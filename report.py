@@ -288,6 +288,8 @@ def compare(runs, args):
     Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "x", "--teacher", "t.jsonl"]))
     """
     out = Path(args.out or "runs/report")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for report.md and its charts")
     out.mkdir(parents=True, exist_ok=True)
     entries, data_warnings = compared_entries(runs, args)
     if problem_sets_differ(entries):

@@ -80,6 +80,10 @@ def test_compare_of_runs_scored_on_different_problems_shows_each_n_and_warns(tmp
     assert "per model" not in md and "Problems: not the same for every model (answer 24, cot 5; test)" in md
     assert "**Warning: the models were scored on different problems (answer 24, cot 5): their exact matches are not comparable" in md
     assert "| cot | 5 | 5 | 0 | 0 | 0 | 1 |" in md  # McNemar on the 5 shared problems only
+    (tmp_path / "notes.md").write_text("mine\n")  # --out naming a file: refused, the file kept
+    with pytest.raises(ValueError, match="notes.md is a file"):
+        report.compare([tmp_path / "answer" / "eval-test"], ev.parse_args(["--compare", "x", "--out", str(tmp_path / "notes.md")]))
+    assert (tmp_path / "notes.md").read_text() == "mine\n"
 
 
 def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning(tmp_path):
