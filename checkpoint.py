@@ -67,8 +67,10 @@ def read_checkpoint(path, map_location="cpu"):
     except Exception as e:
         # torch's text is zip/pickle internals, or advice to retry with weights_only=False,
         # which would run any code the file holds: only its kind is passed on
+        advice = ("a run cannot resume from it: copy it again, or start the run over (train.py --overwrite)"
+                  if os.path.basename(path) == "last.pt" else "copy it again, or evaluate its run's last.pt")
         raise ValueError(f"cannot read checkpoint {path} ({type(e).__name__}): truncated, corrupt or not written "
-                         f"by save_checkpoint; re-save it (train.py --resume) or copy it again") from None
+                         f"by save_checkpoint; {advice}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint (found format={found!r}); "

@@ -49,15 +49,18 @@ def read_jsonl(path, numbered=False):
     Example: read_jsonl("data/gsm8k/test.jsonl")[0]["question"]
     """
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
-            rows.append((i, row) if numbered else row)
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8 JSONL") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}); fix or remove that line") from None
+        rows.append((i, row) if numbered else row)
     return rows
 
 
@@ -96,8 +99,10 @@ def load_gsm8k(split, data_dir=None):
         raise FileNotFoundError(f"{path} is missing: run `python data.py download` or set GSM8K_DIR "
                                 f"(or --data-dir) to a folder holding {name}")
     warn_if_unofficial(path)
-    problems = []
-    for i, (line, row) in enumerate(read_jsonl(path, numbered=True)):
+    rows, problems = read_jsonl(path, numbered=True), []
+    if not rows:  # else an empty train.jsonl surfaces as a SentencePiece internal error
+        raise ValueError(f"{path} holds no problems (an empty file): `python data.py download` fetches the official one")
+    for i, (line, row) in enumerate(rows):
         what = gsm8k_row_error(row)
         if what:
             raise ValueError(f"{path}:{line}: {what}; fix or remove that line (`python data.py download` fetches the official file)")
@@ -130,8 +135,9 @@ def read_traces(path):
     teacher.py writes). A missing file or corrupt line is an error naming the file and line.
     Example: read_traces("traces/gpt4.jsonl")["train-00000"][0]
     """
-    if not Path(path).exists():
-        raise FileNotFoundError(f"traces file {path} not found: make it with `python teacher.py ... --out {path}`")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"traces file {path} {'is a folder' if Path(path).is_dir() else 'not found'}: "
+                                f"make it with `python teacher.py ... --out {path}`, or give the file in it")
     traces = {}
     for i, row in enumerate(read_jsonl(path), 1):
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("trace"), str):

@@ -7,13 +7,19 @@ trained with (by sha256 and vocabulary size), and the data file against the one 
 Example:
     run_dir, ckpt_path = resolve_run("runs/cot")
     info = eval_data(run_dir, "test", None, None)  # {"file", "trained_on", "same_as_training", "warnings"}
+    problems = read_eval_file("other.jsonl")  # [(id, question, gold, reference trace or None)]
 """
 import json
+import re
 import shlex
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from pathlib import Path
 
 import data
+import traces
 from download import file_record
+from files import portable_path
 from tokenizer import TOKENIZER_DIR, Tokenizer
 
 
@@ -95,3 +101,78 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
     if used.get("official") is False:
         warnings.append(f"{path} is not the official GSM8K {path.name} ({used['rows']} rows): not a GSM8K score")
     return {"file": used, "trained_on": was, "same_as_training": same, "warnings": warnings}
+
+
+def check_eval_out(out, run_dir, ckpt_path):
+    """
+    Raise ValueError, in one line, unless out can take this evaluation: not a file, and not a
+    folder holding another run's evaluation (its eval.json names another checkpoint), which would
+    be replaced without a word. The same run's earlier evaluation there is replaced, as a rerun does.
+    Example: check_eval_out(Path("runs/cot/eval-test"), Path("runs/cot"), Path("runs/cot/best.pt"))
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for predictions.jsonl and eval.json")
+    try:
+        was = json.loads((out / "eval.json").read_text(encoding="utf-8")) if (out / "eval.json").is_file() else None
+    except ValueError:
+        was = {"run": "unknown: its eval.json is not valid JSON"}
+    if was is not None and (was.get("run"), was.get("checkpoint")) != (portable_path(run_dir), portable_path(ckpt_path)):
+        raise ValueError(f"--out {out} holds the evaluation of run {was.get('run')} ({was.get('checkpoint')}), not of run "
+                         f"{portable_path(run_dir)} ({portable_path(ckpt_path)}): give another --out, or remove that folder first")
+
+
+EVAL_FILE_ROW = ('{"question": "...", "answer": A} where A is a number (18, 0.75, "3/4", "1e3", "$1,200") '
+                 'or a GSM8K-style solution ending in "#### <number>"')
+
+
+def exact_number(text):
+    """
+    The canonical string of a number written alone in text (commas, '$' and '%' dropped; '3/4',
+    '1e3', '-5' read exactly), or None when text is anything else or a fraction no decimal writes exactly.
+    Example: exact_number("3/4") == "0.75" and exact_number("1e3") == "1000" and exact_number("3 pens") is None
+    """
+    s = text.strip().replace(",", "").replace("$", "").rstrip("%").strip()
+    fraction = re.fullmatch(r"(-?\d+)\s*/\s*(\d+)", s)
+    if fraction is None:
+        return data.normalize_number(s) if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", s) else None
+    x = Fraction(int(fraction[1]), int(fraction[2])) if int(fraction[2]) else None
+    if x is None or 10 ** 40 % x.denominator:
+        return None  # 1/3 has no exact decimal: the scorer could never match it
+    with localcontext() as context:
+        context.prec = 100
+        return data.normalize_number(str(Decimal(x.numerator) / Decimal(x.denominator)))
+
+
+def eval_file_answer(answer):
+    """
+    (gold answer, reference trace or None) of an --eval-file row's answer, read exactly, or None:
+    a JSON number, a number as text, or a GSM8K-style solution whose '####' line holds a number alone.
+    Example: eval_file_answer(12.5) == ("12.5", None) and eval_file_answer("3 + 4 = 7\\n#### 7")[0] == "7"
+    """
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, str)):
+        return None  # true is not 1; a list or an object is not an answer
+    if not isinstance(answer, str):
+        return (data.normalize_number(repr(answer)), None) if data.normalize_number(repr(answer)) else None
+    if "####" not in answer:
+        return (exact_number(answer), None) if exact_number(answer) else None
+    gold = exact_number(answer.rsplit("####", 1)[1])
+    return (gold, traces.reference_to_trace(answer)) if gold else None
+
+
+def read_eval_file(path):
+    """
+    (id, question, gold answer, reference trace or None) of each row of an --eval-file JSONL; a row
+    without a non-empty question, or whose answer is not read exactly as a number (EVAL_FILE_ROW),
+    is an error naming file:line.
+    Example: read_eval_file("other.jsonl")[0][2] == "18"
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"eval file {path} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
+    out = []
+    for k, (i, row) in enumerate(data.read_jsonl(path, numbered=True)):
+        read = eval_file_answer(row.get("answer")) if isinstance(row, dict) else None
+        if read is None or not isinstance(row.get("question"), str) or not row["question"].strip():
+            raise ValueError(f"{path}:{i}: not a row of an eval file; each line is {EVAL_FILE_ROW}")
+        out.append((str(row.get("id", f"{Path(path).stem}-{k:05d}")), row["question"], *read))
+    return out

@@ -30,7 +30,7 @@ from cli_checks import arg_number
 from files import portable_path, write_atomic
 from intervals import wilson_interval
 import traces
-from eval_inputs import eval_data, load_tokenizer, resolve_run
+from eval_inputs import check_eval_out, eval_data, load_tokenizer, read_eval_file, resolve_run
 from checkpoint import load_checkpoint
 from device import pick_device
 from model import generate_many
@@ -149,22 +149,12 @@ def reasoning_warning(mode, m):
 def load_problems(split, eval_file=None, data_dir=None):
     """
     (id, question, gold answer, reference trace or None) of a GSM8K split, or of any JSONL of
-    {question, answer} where answer is a GSM8K-style solution ('... #### 18') or just the number.
+    {question, answer} where answer is a GSM8K-style solution ('... #### 18') or just the number (read_eval_file).
     Example: load_problems("test")[0][2] == "18"
     """
     if not eval_file:
         return [(p.id, p.question, p.answer, traces.reference_to_trace(p.solution)) for p in data.load_gsm8k(split, data_dir)]
-    if not Path(eval_file).exists():
-        raise FileNotFoundError(f"eval file {eval_file} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
-    out = []
-    for i, row in enumerate(data.read_jsonl(eval_file), 1):
-        answer = str(row.get("answer", "")) if isinstance(row, dict) else ""
-        gold = data.extract_answer(answer)
-        if gold is None or not isinstance(row.get("question"), str):
-            raise ValueError(f"{eval_file}:{i}: needs a string 'question' and an 'answer' holding a number")
-        ref = traces.reference_to_trace(answer) if "####" in answer else None
-        out.append((str(row.get("id", f"{Path(eval_file).stem}-{i - 1:05d}")), row["question"], gold, ref))
-    return out
+    return read_eval_file(eval_file)  # every answer read exactly, a bad row named by its line (eval_inputs.py)
 
 
 def decode_and_score(model, tok, questions, golds, mode, task, reasoning_tokens, batch_size, calculator=None, label=None):
@@ -259,6 +249,7 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
     if not problems:
         raise ValueError(f"no problems to score in {eval_file or split}")
     out = Path(out or run_dir / eval_dir_name(split, eval_file, calculator, limit))
+    check_eval_out(out, run_dir, ckpt_path)  # a file, or another run's evaluation, is refused untouched
     out.mkdir(parents=True, exist_ok=True)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -47,6 +47,26 @@ def write_atomic(path, content, fsync=False):
         raise
 
 
+def check_output_file(path, flag="--out"):
+    """
+    Raise ValueError, in one line naming the path and what to do, unless a file can be written at
+    path: it is not a folder, its folder is not a file, and that folder (or the nearest one that
+    exists) is writable. Every writer of an output file calls this (or refuse_foreign, which does)
+    before reading or asking anything, so no work is lost to a bad --out.
+    Example: check_output_file("traces/gpt-4-eval-test.jsonl")  # returns, or raises
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder: give a file name such as {path / 'out.jsonl'}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder; pass another {flag}")
+    if not os.access(folder, os.W_OK | os.X_OK) or path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"{flag} {path}: {folder} is not writable here; pass another {flag}")
+
+
 REPOSITORY = Path(__file__).resolve().parent
 
 

@@ -163,6 +163,8 @@ class MultiHeadAttention(nn.Module):
                 cache["k"][:, :, pos : pos + T] = k
                 cache["v"][:, :, pos : pos + T] = v
                 k, v = cache["k"][:, :, : pos + T], cache["v"][:, :, : pos + T]
+        if torch.compiler.is_compiling():  # inductor's backward misjudges the strides of these views when lengths vary
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
         return self.dropout(self.proj(y))

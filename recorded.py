@@ -15,16 +15,18 @@ import re
 import sys
 from pathlib import Path
 
-from data import extract_answer, load_gsm8k
+from data import extract_answer, load_gsm8k, resolve_data_dir
+from download import file_record
 from files import write_atomic
 from replies import normalize_reply
 from traces import check_trace, reference_to_trace
-from teacher_ledger import eval_scores, read_rows
+from teacher_ledger import eval_scores, read_rows, refuse_foreign
 
 
 RECORDED_SHAPES = ("a JSON list of {question, model_prediction} (GSM8K-style '#### N', list position = test line), "
                    "JSONL of {id, input, cot: {generation: [text]}} ('\\boxed{N}', id = test line) or "
                    "JSONL of {question, ground_truth, MODEL: {solution, is_correct}} ('A: N', line = test line)")
+EVAL_ROW_FIELDS = ("id", "output", "correct", "prompt_tokens", "completion_tokens", "latency_s", "finish_reason")
 
 
 def read_recorded(path):
@@ -36,9 +38,14 @@ def read_recorded(path):
     Example: shape, models, dups = read_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json"); list(models)
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--recorded {path} is a folder: give one recorded teacher file in it")
     if not path.is_file():
         raise FileNotFoundError(f"recorded teacher file {path} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}), so not a recorded teacher file") from None
     head, rows = text.lstrip()[:1], []
     # one JSON document (a list), else one JSON value per line
     for i, line in enumerate([text] if head == "[" else text.split("\n"), 1):
@@ -61,19 +68,7 @@ def read_recorded(path):
     out, dups = {m: {} for m in models}, 0
     for i, row in enumerate(rows):
         try:
-            if shape == "gsm8k":
-                got = {name: (row["question"], row["model_prediction"], row.get("result"))}
-                line = i
-            elif shape == "boxed":
-                gen, line = row["cot"]["generation"], int(row["id"])
-                got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
-            else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
-                line = i
-                got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ",
-                                                              row[k]["solution"]), row[k].get("is_correct"))
-                       for k in gpt3}
-            if any(not isinstance(reply, (str, type(None))) for _, reply, _ in got.values()):
-                raise TypeError("a reply that is not text")
+            line, got = recorded_row(shape, row, i, name, gpt3)
         except (KeyError, TypeError, ValueError, IndexError):
             where = f"{path}: list entry {i}" if head == "[" else f"{path}:{i + 1}"
             raise ValueError(f"{where}: not a {shape}-shaped row like the first one; expected {RECORDED_SHAPES}") from None
@@ -83,6 +78,29 @@ def read_recorded(path):
                 continue
             out[m][line] = value
     return shape, out, dups
+
+
+def recorded_row(shape, row, i, name, gpt3):
+    """
+    (test line, {model: (question or None, reply or None, published verdict or None)}) of the i-th row
+    of a recorded file of shape; a row of another shape or with values of the wrong type raises
+    (KeyError, TypeError, ...), which read_recorded names by its line.
+    Example: recorded_row("gsm8k", {"question": "q?", "model_prediction": "#### 1"}, 0, "gpt-4", [])[0] == 0
+    """
+    if shape == "gsm8k":
+        line, got = i, {name: (row["question"], row["model_prediction"], row.get("result"))}
+    elif shape == "boxed":
+        gen, line = row["cot"]["generation"], row["id"]
+        if not isinstance(gen, (list, type(None))) or type(line) is not int:
+            raise TypeError("generation is not a list of texts, or id is not a whole number")
+        got = {name: (row.get("input"), gen[0] if gen else None, row["cot"].get("score"))}
+    else:  # one output per model; the GPT-3 models close with 'A: N' where GSM8K writes '#### N'
+        line = i
+        got = {f"{name}/{k}": (row["question"], re.sub(r"(^|\n)A:[ \t]*(?=[^\n]*\s*$)", r"\1#### ", row[k]["solution"]),
+                               row[k].get("is_correct")) for k in gpt3}
+    if any(not isinstance(text, (str, type(None))) for q, reply, _ in got.values() for text in (q, reply)):
+        raise TypeError("a question or reply that is not text")
+    return line, got
 
 
 def gpt3_params(model):
@@ -95,13 +113,13 @@ def gpt3_params(model):
     return float(m.group(1)) * 1e9 if m else None
 
 
-def run_recorded(path, model, problems, out=None):
+def run_recorded(path, model, problems, out=None, test_file=None):
     """
     Score one model of a recorded teacher file as `--eval` scores a live teacher: every reply
     normalized by normalize_reply and its answer extracted by the project's rule, written
     (atomically) as the same eval JSONL and summary, which also holds the publishers' own score.
     Test problems without an output are left out and named by their line in test.jsonl.
-    The default out is traces/<model>-eval-test.jsonl.
+    The default out is traces/<model>-eval-test.jsonl; test_file, the record of the test file, goes into the summary.
     Example: run_recorded("../shared/data/teachers/gsm8k-test-gpt-4.json", None, load_gsm8k("test"))["n"] == 1319
     """
     shape, models, dups = read_recorded(path)
@@ -114,6 +132,7 @@ def run_recorded(path, model, problems, out=None):
         raise ValueError(f"{path} holds {', '.join(models)}, not {model!r}: pass one of them to --model")
     outputs, slug = models[model], re.sub(r"[^\w.-]+", "-", model)
     out = out or f"traces/{slug}-eval-test.jsonl"
+    refuse_foreign(out)  # it is replaced whole: it must be teacher output, or new
     beyond = sorted(i for i in outputs if not 0 <= i < len(problems))
     if beyond:
         raise ValueError(f"{path}: output for test line {beyond[0]}, but test has lines 0-{len(problems) - 1}")
@@ -139,7 +158,8 @@ def run_recorded(path, model, problems, out=None):
                # the publishers' own scoring of the same replies (result, score, is_correct), where every row has it
                "published_exact_match": None if any(r["published_correct"] is None for r in rows) else
                round(sum(bool(r["published_correct"]) for r in rows) / max(1, len(rows)), 4),
-               "params": gpt3_params(model)}
+               "params": gpt3_params(model),
+               "test_file": test_file}  # what it was scored against (download.file_record: name, rows, sha256, official)
     write_atomic(f"{out}.summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -150,7 +170,8 @@ def score_recorded(args):
     to the file's outputs by its line; print the summary, warn of problems without an output, return 0.
     Example: score_recorded(get_parser().parse_args(["--recorded", "gsm8k-test-gpt-4.json"]))
     """
-    summary = run_recorded(args.recorded, args.model, load_gsm8k("test", args.data_dir), args.out)
+    test = load_gsm8k("test", args.data_dir)
+    summary = run_recorded(args.recorded, args.model, test, args.out, file_record(resolve_data_dir(args.data_dir) / "test.jsonl"))
     print(json.dumps({k: v for k, v in summary.items() if k != "missing_lines"}))
     if summary["missing"]:
         lines = ", ".join(map(str, summary["missing_lines"][:20])) + (", ..." if summary["missing"] > 20 else "")
@@ -166,9 +187,16 @@ def load_teacher_eval(path):
     Example: rows, summary = load_teacher_eval("traces/gpt-4o-eval-test.jsonl"); summary["exact_match"]
     """
     rows = read_rows(path)
+    bad = next((i for i, r in enumerate(rows, 1) if not (isinstance(r, dict) and set(EVAL_ROW_FIELDS) <= r.keys())), None)
+    if bad is not None:  # traces (teacher.py without --eval) or a seen-stories set hold no scored replies
+        raise ValueError(f"{path}: row {bad} is not a scored reply ({', '.join(EVAL_ROW_FIELDS)}): give the file "
+                         f"`teacher.py --eval` or `teacher.py --recorded` wrote, not traces or a problem set")
     summary_path = Path(f"{path}.summary.json")
     if summary_path.exists():
-        return rows, json.loads(summary_path.read_text(encoding="utf-8"))
+        try:
+            return rows, json.loads(summary_path.read_text(encoding="utf-8"))
+        except ValueError:
+            print(f"warning: {summary_path} is not valid JSON (cut short?); the scores are counted from {path}", file=sys.stderr)
     return rows, {"model": rows[0].get("model") if rows else None, **eval_scores(rows)}
 
 

@@ -55,6 +55,7 @@ from pathlib import Path
 import data
 import files
 from arithmetic import ArithmeticFault, arithmetic_tokens, evaluate_tokens
+from cli_checks import arg_number
 from data import format_number
 from traces import check_trace, equations_only, reference_to_trace
 
@@ -413,11 +414,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["yield", "seen-stories", "show"], help="yield: figures on GSM8K train; seen-stories: write the evaluation set; show: print variants of a few problems")
     parser.add_argument("--data-dir", default=None, help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
-    parser.add_argument("--k", type=int, default=64, help="variants wanted per problem (yield, show)")
+    parser.add_argument("--k", type=arg_number(int, at_least=1), default=64, help="variants wanted per problem (yield, show)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: 1337; seen-stories: 2027, which no training run uses)")
-    parser.add_argument("--n", type=int, default=500, help="seen-stories: problems in the set; show: problems shown")
+    parser.add_argument("--n", type=arg_number(int, at_least=1), default=500, help="seen-stories: problems in the set; show: problems shown")
     parser.add_argument("--out", default="results/seen-stories/seen-stories.jsonl", help="seen-stories: where to write the set")
+    parser.add_argument("--overwrite", action="store_true", help="seen-stories: replace an --out that exists")
     args = parser.parse_args(argv)
+    try:
+        if args.command == "seen-stories":
+            files.check_output_file(args.out)
+            if Path(args.out).exists() and not args.overwrite:
+                raise ValueError(f"--out {args.out} exists (a set others may evaluate on); pass --overwrite to replace it")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     train = data.load_gsm8k("train", args.data_dir)
     if args.seed is None:
         args.seed = 2027 if args.command == "seen-stories" else 1337

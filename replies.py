@@ -28,6 +28,18 @@ def tidy_note(m):
     return f"<<{expr}={result}>>" + (result if same else f" {shown}" if shown else "")
 
 
+def write_out_notes(text):
+    """
+    GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them, written out as
+    the equations they hold (reference_to_trace's rule); text without one is returned as it is.
+    Example: write_out_notes("48/2 = <<48/2=24>>24 left") == "48 / 2 = 24 left"
+    """
+    if not ANNOTATION.search(text):
+        return text
+    t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, text)
+    return reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
+
+
 def normalize_reply(text):
     """
     A reply in the trace format: GSM8K's <<a*b=c>> annotations written as equations, markdown and
@@ -36,10 +48,7 @@ def normalize_reply(text):
     states. Whatever follows the '#### N' line is dropped.
     Example: normalize_reply("**1.** 3 × 4 = 12\\n\\nThe answer is 12.") == "3 * 4 = 12\\n#### 12"
     """
-    t = text.replace("\r\n", "\n")
-    if ANNOTATION.search(t):  # GSM8K's <<48/2=24>> calculator notes, as models trained on GSM8K write them
-        t = re.sub(r"<<([^<>=]*)=([^<>=]*)>>(-?\$?\d[\d,]*(?:\.\d+)?)?", tidy_note, t)
-        t = reference_to_trace(t + "\n#### 0").rsplit("\n", 1)[0]  # '#### 0': a last line for it to cut, dropped
+    t = write_out_notes(text.replace("\r\n", "\n"))
     # \frac{a}{b} -> (a / b), whole, so '27 \div \frac{3}{4}' stays 27 / (3 / 4); inner fractions first
     frac = r"\\frac\{([^{}]*)\}\{([^{}]*)\}"
     while re.search(frac, t):

@@ -288,8 +288,13 @@ def compare(runs, args):
     Example: compare(["runs/answer", "runs/cot"], parse_args(["--compare", "x", "--teacher", "t.jsonl"]))
     """
     out = Path(args.out or "runs/report")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: give a folder for report.md and its charts")
     out.mkdir(parents=True, exist_ok=True)
     entries, data_warnings = compared_entries(runs, args)
+    if problem_sets_differ(entries):
+        data_warnings.append(f"the models were scored on different problems ({problem_sets_differ(entries).rstrip('; ')}): "
+                             f"their exact matches are not comparable, and each paired test uses only the problems both were asked")
     tok = next((t for t in (run_tokenizer(e["run"]) for e in entries) if t), None)
     teachers = load_teachers(args.teacher, tok)
     teacher = teachers[0] if teachers else None  # the one whose traces the examples show
@@ -343,6 +348,16 @@ def compared_entries(runs, args):
     return entries, data_warnings
 
 
+def problem_sets_differ(entries):
+    """
+    Each model's n ("answer 32, cot 5; ") when the models were not all scored on the same problems
+    (by their ids where predictions were kept, else by file and n), else "" (one n says it all).
+    Example: problem_sets_differ(entries) == ""  # every model on the same 1319 test problems
+    """
+    sets = {frozenset(e["preds"]) if e["preds"] else (e["scored"], e["m"]["n"]) for e in entries}
+    return ", ".join(f"{e['label']} {e['m']['n']}" for e in entries) + "; " if len(sets) > 1 else ""
+
+
 def trained_preset(run_dir):
     """The train.py preset a run folder was trained with, from its config.json (None when it is not there)."""
     try:
@@ -369,8 +384,9 @@ def tradeoff_table(entries, base, teachers, tok, args):
     """The report's title, what it measures, and its first table: accuracy against cost, a row per teacher and model."""
     presets = sorted({e["preset"] for e in entries if e["preset"]})
     lines = [f"# Chain-of-thought distillation on GSM8K: comparison", "",
-             f"Problems: {entries[0]['m']['n'] if entries else 0} per model "
-             f"({', '.join(sorted({e['scored'] for e in entries})) or args.eval_file or args.split}); "
+             (f"Problems: not the same for every model ({differ}" if (differ := problem_sets_differ(entries)) else
+              f"Problems: {entries[0]['m']['n'] if entries else 0} per model (")
+             + f"{', '.join(sorted({e['scored'] for e in entries})) or args.eval_file or args.split}); "
              + (f"students trained with `train.py --preset {', '.join(presets)}`; " if presets else "")
              + f"written by `python evaluate.py --compare` on {time.strftime('%Y-%m-%d %H:%M')}. Latency is greedy decoding at batch 1 "
              f"with the KV cache (median / 90th percentile); memory is the peak of the evaluating process on CPU "

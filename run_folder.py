@@ -29,6 +29,7 @@ from download import file_record
 from extra_problems import extra_record
 from files import portable_path, write_atomic
 from checkpoint import read_checkpoint
+from variant_problems import held_out_count
 
 # What train.py writes into a run folder (evaluate.py adds eval-* folders): what --overwrite deletes
 RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
@@ -42,7 +43,7 @@ def config_record(cfg, process, tok, source, n_problems, examples, files, state,
     """What config.json keeps: the settings and everything else a run's numbers depend on, and the command that resumes it."""
     where = {k: portable_path(getattr(cfg, k)) for k in ("out", "data_dir", "tokenizer_dir") if getattr(cfg, k)}  # no machine's folders
     return {**asdict(cfg), **where, **extra_record(files), "trace_source": source, "tokenizer": portable_path(tok.path), "tokenizer_sha256": tok.sha256,
-            "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
+            "seen_stories_held_out": held_out_count(cfg), "train_problems": n_problems, "train_stories": n_problems, "train_examples": {task: len(ex) for task, ex in examples.items()}, "data_files": files,
             "world_size": process.world, "device": str(process.device), "total_steps": state.total_steps, "model": asdict(model.config),
             "resume_command": resume_command(argv)}
 
@@ -112,7 +113,11 @@ def check_same_inputs(out, ckpt, tok, files):
     Example: check_same_inputs(Path("runs/cot"), ckpt, tok, input_files(cfg, data_dir))
     """
     config = out / "config.json"
-    was = json.loads(config.read_text()).get("data_files", {}) if config.exists() else {}
+    try:
+        was = json.loads(config.read_text(encoding="utf-8")).get("data_files", {}) if config.exists() else {}
+    except ValueError:
+        sys.exit(f"error: --resume: {config} is not valid JSON (cut short?); restore it, or remove it to resume "
+                 f"without checking the data files against it (it is written anew)")
     for role, now in files.items():
         if role in was and was[role]["sha256"] != now["sha256"]:
             sys.exit(f"error: --resume: {out} was trained on {was[role]['path']} ({was[role]['rows']} rows, sha256 "
@@ -161,10 +166,28 @@ def resume(out, cfg, model, optimizer, tok, files, process):
     return ckpt
 
 
+def log_step(line):
+    """The step of a log.jsonl line, or None for a line that is not a whole row (cut short by a full disk or a kill)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row.get("step") if isinstance(row, dict) and isinstance(row.get("step"), int) else None
+
+
 def keep_log_until(out, step):
-    """Drop the rows of out/log.jsonl written after step: on a resume, the steps that made them run again."""
+    """
+    Drop the rows of out/log.jsonl written after step: on a resume, the steps that made them run
+    again. A line that is not a whole row (cut short) is dropped too, with a warning naming it.
+    Example: keep_log_until(Path("runs/cot"), 300)
+    """
     if (out / "log.jsonl").exists():
-        rows = [r for r in (out / "log.jsonl").read_text().splitlines() if r.strip() and json.loads(r)["step"] <= step]
+        lines = [r for r in (out / "log.jsonl").read_text(encoding="utf-8", errors="replace").splitlines() if r.strip()]
+        cut = [i for i, r in enumerate(lines, 1) if log_step(r) is None]
+        if cut:
+            print(f"warning: {out / 'log.jsonl'}: dropped {len(cut)} line(s) that are not whole rows (line {cut[0]}; "
+                  f"cut short?); the steps after step {step} run again", file=sys.stderr)
+        rows = [r for r in lines if log_step(r) is not None and log_step(r) <= step]
         write_atomic(out / "log.jsonl", "".join(r + "\n" for r in rows))
 
 

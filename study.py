@@ -8,8 +8,9 @@ evaluate each with and without the calculator, and write the comparison report.
     python study.py --preset default --teachers ../shared/data/teachers   # recorded teachers' outputs in the report
 
 Interrupted, it resumes: finished runs and evaluations are kept, a half-trained run goes on
-from its last.pt. Ctrl-C reaches the running train.py or evaluate.py too; the study waits for them
-to stop, then prints the command that resumes it and exits with 130. Each step is a plain call of train.py or evaluate.py, printed before it runs,
+from its last.pt. Ctrl-C or SIGTERM to the study is passed on to the running train.py or evaluate.py
+as a Ctrl-C; the study waits for them to stop, then prints the command that resumes it and exits
+with 130 (143 after SIGTERM). Each step is a plain call of train.py or evaluate.py, printed before it runs,
 so any number in the report can be reproduced by hand. With --jobs N, N students train side
 by side, each with its share of the CPU threads and its output in a log file; the evaluations
 then run one at a time with every thread, so latency and memory are measured alike for all.
@@ -31,19 +32,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-# Ctrl-C sets this instead of raising KeyboardInterrupt: the running steps got the signal too,
-# and a KeyboardInterrupt here would kill them (subprocess.run does) before they could save.
+# Ctrl-C (or kill -TERM) sets this instead of raising KeyboardInterrupt, which would kill the
+# running steps before they could save. Each step runs in a process group of its own, so a signal
+# reaches it only through the study, exactly once, however it was sent (terminal, kill, a scheduler).
 INTERRUPTED = threading.Event()
+RUNNING, RUNNING_LOCK = set(), threading.RLock()  # the steps' processes; reentrant: the handler may run inside a holder
+STOPPED_BY = []  # the signal that stopped the study, for its exit code (128 + signal)
 
 
-def on_ctrl_c(signum, frame):
+def on_signal(signum, frame):
+    """SIGINT or SIGTERM: pass a Ctrl-C on to every running step (train.py saves last.pt and stops) and start no other."""
     if not INTERRUPTED.is_set():
-        print("\ninterrupted: waiting for the running steps to stop", file=sys.stderr, flush=True)
+        STOPPED_BY.append(signum)
+        print(f"\n{signal.Signals(signum).name}: waiting for the running steps to stop", file=sys.stderr, flush=True)
     INTERRUPTED.set()
+    with RUNNING_LOCK:
+        for proc in list(RUNNING):
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
 
 
-if __name__ == "__main__":  # before the imports below, which take seconds (torch): a Ctrl-C then is caught too
-    signal.signal(signal.SIGINT, on_ctrl_c)
+if __name__ == "__main__":  # before the imports below, which take seconds (torch): a signal then is caught too
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
 from run_folder import MAY_DIFFER_ON_RESUME
 from train import MODES, resolve_config
@@ -110,18 +121,36 @@ def run_step(cmd, steps, log_file=None, threads=0):
     t0 = time.time()
     if log_file:
         with open(log_file, "a") as f:
-            r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
+            returncode = run_child(cmd, env, stdout=f, stderr=subprocess.STDOUT)
     else:
-        r = subprocess.run(cmd, env=env)
+        returncode = run_child(cmd, env)
     seconds = round(time.time() - t0, 1)
-    steps.add(shlex.join(cmd), seconds, r.returncode, **({"threads": threads} if threads else {}))
+    steps.add(shlex.join(cmd), seconds, returncode, **({"threads": threads} if threads else {}))
     if INTERRUPTED.is_set():  # whatever it returned: a step that was stopped is no failure to report
         raise Interrupted
-    if r.returncode != 0:
+    if returncode != 0:
         where = f" (its output: {log_file})" if log_file else ""
-        raise StepFailed(f"step failed ({r.returncode}): {shlex.join(cmd)}{where}; fix it and rerun study.py to resume")
+        raise StepFailed(f"step failed ({returncode}): {shlex.join(cmd)}{where}; fix it and rerun study.py to resume")
     if log_file:
         print(f"  done in {seconds / 60:.1f} min: {shlex.join(cmd[1:4])}", flush=True)
+
+
+def run_child(cmd, env, **streams):
+    """
+    Run one step in a process group of its own, known to on_signal while it runs, and wait for it
+    to end: a signal to the study reaches it once, and the study never leaves it running alone.
+    Example: run_child([sys.executable, "train.py", "--mode", "cot"], dict(os.environ)) == 0
+    """
+    proc = subprocess.Popen(cmd, env=env, process_group=0, **streams)
+    with RUNNING_LOCK:
+        RUNNING.add(proc)
+    if INTERRUPTED.is_set():  # the signal came while it was starting
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait()
+    finally:
+        with RUNNING_LOCK:
+            RUNNING.discard(proc)
 
 
 def stale_setting(run_dir, train_argv):
@@ -301,10 +330,10 @@ def evaluate_and_report(args, plans, recorded, recorded_files, steps, out, limit
 
 
 def stop_interrupted():
-    """Leave after a Ctrl-C, once every running step has stopped: what is kept, and the exact command that resumes."""
+    """Leave after a Ctrl-C or SIGTERM, once every running step has stopped: what is kept, and the exact command that resumes."""
     print(f"interrupted: finished runs and evaluations are kept, a half-trained run goes on from its last.pt; resume with\n"
           f"  {shlex.join(['python', *sys.argv])}", file=sys.stderr)
-    sys.exit(130)
+    sys.exit(128 + (STOPPED_BY or [signal.SIGINT])[0])
 
 
 def main():

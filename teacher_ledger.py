@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from files import check_output_file
+
 
 ROW_START = b'{"id": '  # how json.dumps begins every row written here: the mark of our files
 CUT_OFF_EMPTY = "cut_off_before_any_text"  # finish_reason length, no text: hidden reasoning spent the cap
@@ -26,14 +28,14 @@ CUT_OFF_EMPTY = "cut_off_before_any_text"  # finish_reason length, no text: hidd
 
 def refuse_foreign(path):
     """
-    Raise ValueError (naming the file) unless path is missing, empty or this tool's output:
+    Raise ValueError (naming the file) unless path can be written (files.check_output_file) and
+    is missing, empty or this tool's output (a live, --eval, --recorded or reference run's):
     every line starts as our rows do (the last may be cut anywhere by a kill). So a script or a
     README given as --out is refused before a byte of it changes.
     Example: refuse_foreign("traces/gpt-4o-train.jsonl")  # returns, or raises
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"--out {path} is a folder: give a file name such as {path / 'traces.jsonl'}")
+    check_output_file(path)
     lines = path.read_bytes().split(b"\n") if path.exists() else []
     for i, line in enumerate(lines, 1):
         cut = i == len(lines)  # no newline after it: possibly cut short by a kill

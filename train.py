@@ -42,7 +42,7 @@ from sound_traces import keep_sound_traces
 from train_inputs import read_inputs
 from ablations import ways_to_ask
 from traces import Calculator, TRACE_FORMATS, equations_only, reference_to_trace
-from variant_problems import add_variants
+from variant_problems import SEEN_STORIES, add_variants
 
 MODES = ("answer", "cot", "mixed", "filler", "shuffled")
 
@@ -61,7 +61,7 @@ class TrainConfig:
     extra_problems: str = setting("", "JSONL of new problems (teacher.py --write-problems): all added to train, whatever --limit")
     stories: int = setting(0, "train on N stories chosen by a hash of the question, each smaller set inside every larger one (0 = all)")
     variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; reinstantiate.py)")
-    seen_stories: str = setting("results/seen-stories/seen-stories.jsonl", "evaluation set of train stories with new numbers: its questions are never trained on")
+    seen_stories: str = setting(SEEN_STORIES, "evaluation set of train stories with new numbers: its questions are never trained on")
     mask_results: bool = setting(False, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
     # model
     d_model: int = setting(256, "width")

@@ -74,6 +74,11 @@ def test_bad_checkpoints_fail_clearly(tmp_path):
             load_checkpoint(str(path))
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "missing.pt"))):
         load_checkpoint(str(tmp_path / "missing.pt"))
+    # a broken last.pt is what --resume reads: the advice is never to resume from it
+    (tmp_path / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="a run cannot resume from it: copy it again, or start the run over") as e:
+        load_checkpoint(str(tmp_path / "last.pt"))
+    assert "--resume" not in str(e.value)
 
 
 def test_a_save_removes_what_a_killed_save_left_and_cleans_up_its_own_failure(tmp_path):

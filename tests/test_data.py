@@ -99,3 +99,21 @@ def test_read_traces(tmp_path):
         data.read_traces(f)
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         data.read_traces(tmp_path / "nope.jsonl")
+
+
+def test_an_empty_gsm8k_file_is_named(tmp_path):
+    (tmp_path / "train.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match="train.jsonl holds no problems"):
+        data.load_gsm8k("train", tmp_path)
+
+
+def test_a_folder_or_bytes_not_utf8_are_named(tmp_path):
+    """train.py --traces DIR, and a traces file saved in Latin-1: one error naming the path, not a traceback."""
+    with pytest.raises(FileNotFoundError, match=f"traces file {tmp_path} is a folder"):
+        data.read_traces(tmp_path)
+    f = tmp_path / "latin.jsonl"
+    f.write_bytes(json.dumps({"id": "train-00001", "trace": "#### 2"}).encode() + b"\n" + b'{"id": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="latin.jsonl: not UTF-8 text"):
+        data.read_traces(f)
+    f.write_text(json.dumps({"id": "a", "trace": "line\u2028same row"}, ensure_ascii=False) + "\n")
+    assert data.read_traces(f) == {"a": ["line\u2028same row"]}  # only a newline ends a row

@@ -202,6 +202,25 @@ def test_eval_file_rows_and_errors(tmp_path):
         ev.load_problems("test", tmp_path / "nothere.jsonl")
 
 
+def test_eval_file_answers_are_read_exactly_or_refused_by_line(tmp_path):
+    """An answer is the number written, never a number inside it: 3/4 is 0.75, 1e3 is 1000; the rest is refused."""
+    f = tmp_path / "exact.jsonl"
+    exact = {"3/4": "0.75", "#### 3/4": "0.75", "1e3": "1000", 1e20: "100000000000000000000", 1e-05: "0.00001",
+             "$1,200.50": "1200.5", "-5": "-5", 7: "7", "2 + 2 = 4\n#### 4": "4"}
+    f.write_text("".join(json.dumps({"question": f"q{i}?", "answer": a}) + "\n" for i, a in enumerate(exact)))
+    assert [gold for _, _, gold, _ in ev.load_problems("test", f)] == list(exact.values())
+    for bad in ([8], {"x": 8}, True, "3 pens", "#### 8 dollars", "1/3", "", None):
+        f.write_text(json.dumps({"question": "q?", "answer": 1}) + "\n" + json.dumps({"question": "q?", "answer": bad}) + "\n")
+        with pytest.raises(ValueError, match="exact.jsonl:2: not a row of an eval file"):
+            ev.load_problems("test", f)
+    f.write_text(json.dumps({"question": "", "answer": 3}) + "\n")
+    with pytest.raises(ValueError, match="exact.jsonl:1: not a row"):
+        ev.load_problems("test", f)
+    f.write_bytes(b'{"question": "caf\xe9?", "answer": 3}\n')
+    with pytest.raises(ValueError, match="exact.jsonl: not UTF-8"):
+        ev.load_problems("test", f)
+
+
 def test_run_errors_name_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="run folder .*nope not found"):
         eval_inputs.resolve_run(tmp_path / "nope")
@@ -337,6 +356,14 @@ def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_pat
     assert report["data"]["same_as_training"] is False and report["data"]["file"]["rows"] == 20
     assert len(report["data"]["warnings"]) == 2 and set(report["data"]["warnings"]) <= set(report["warnings"])
     assert all(f"warning: {w}" in r.stdout for w in report["data"]["warnings"])
+    # --out that is a file, or a folder holding another run's evaluation: refused in one line, left as it was
+    (tmp_path / "notes.txt").write_text("mine\n")
+    r = evaluate("--out", tmp_path / "notes.txt")
+    assert r.returncode == 1 and "notes.txt is a file" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    with pytest.raises(ValueError, match="eval-small holds the evaluation of run answer \\(best.pt\\), not of run cot"):
+        eval_inputs.check_eval_out(tmp_path / "eval-small", smoke_runs["cot"], smoke_runs["cot"] / "best.pt")
+    eval_inputs.check_eval_out(tmp_path / "eval-small", run, run / "best.pt")  # the same run's: a rerun replaces it
     r = subprocess.run([sys.executable, "evaluate.py", "--compare", tmp_path / "eval-small", "--out", tmp_path / "report"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

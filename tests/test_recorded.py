@@ -137,9 +137,60 @@ def test_recorded_missing_problems_are_named_by_line_and_misordered_files_refuse
     code, out, err = cli(capsys, "--recorded", "gsm8k-test-gap.jsonl", "--out", "g.jsonl")
     assert code == 0 and "no output for 1316 test problems, at lines 2, 4, 5, 6," in err
     assert json.loads(out)["n"] == 3 and summary("g.jsonl")["missing_lines"][:3] == [2, 4, 5]
+    test_file = summary("g.jsonl")["test_file"]  # which test.jsonl it was scored against, by content
+    assert test_file["name"] == "test.jsonl" and test_file["rows"] == 1319 and test_file["official"] and len(test_file["sha256"]) == 64
     write_jsonl("swapped.jsonl", [{"id": 1 - i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST[:2])])
     with pytest.raises(ValueError, match="test line 0 answers another question"):
         run_recorded("swapped.jsonl", None, TEST, "s.jsonl")
     write_jsonl("beyond.jsonl", [{"id": 7, "input": p0.question, "cot": gen(p0)}])
     with pytest.raises(ValueError, match="output for test line 7, but test has lines 0-3"):
         run_recorded("beyond.jsonl", None, TEST, "b.jsonl")
+
+
+def test_recorded_out_that_is_not_teacher_output_is_refused_untouched(capsys, tmp_path):
+    gen = lambda p: {"generation": [f"\\boxed{{{p.answer}}}"], "score": 1}
+    write_jsonl("boxed.jsonl", [{"id": i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST)])
+    Path("README.md").write_text("# My notes\n\nKeep these.\n")
+    Path("train.sh").write_text("#!/bin/sh\npython train.py --out runs/cot\n")
+    for name in ("README.md", "train.sh"):
+        before = Path(name).read_bytes()
+        code, out, err = cli(capsys, "--recorded", "boxed.jsonl", "--out", name)
+        assert code == 2 and err.count("\n") == 1 and f"{name}: line 1 is not one teacher.py writes" in err
+        assert Path(name).read_bytes() == before and not Path(f"{name}.summary.json").exists()
+    # our own output may be scored again over itself; a folder, or a file taken for a folder, is refused
+    assert cli(capsys, "--recorded", "boxed.jsonl", "--out", "b.jsonl")[0] == 0
+    assert cli(capsys, "--recorded", "boxed.jsonl", "--out", "b.jsonl")[0] == 0
+    Path("outdir").mkdir()
+    for out, said in (("outdir", "is a folder"), ("train.sh/x.jsonl", "is a file, not a folder")):
+        code, _, err = cli(capsys, "--recorded", "boxed.jsonl", "--out", out)
+        assert code == 2 and err.count("\n") == 1 and said in err and "Traceback" not in err
+    assert list(Path("outdir").iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into a read-only folder")
+def test_recorded_out_in_a_read_only_folder_is_refused_before_reading(capsys):
+    gen = lambda p: {"generation": [f"\\boxed{{{p.answer}}}"], "score": 1}
+    write_jsonl("boxed.jsonl", [{"id": i, "input": p.question, "cot": gen(p)} for i, p in enumerate(TEST)])
+    Path("ro").mkdir()
+    Path("ro").chmod(0o555)
+    code, _, err = cli(capsys, "--recorded", "boxed.jsonl", "--out", "ro/x.jsonl")
+    assert code == 2 and "is not writable" in err and list(Path("ro").iterdir()) == []
+
+
+def test_recorded_rows_of_the_wrong_types_are_refused_by_line(capsys):
+    p0, p1 = TEST[:2]
+    gen = lambda p: {"generation": [f"\\boxed{{{p.answer}}}"], "score": 1}
+    bad_rows = {"input is a list": {"id": 1, "input": [p1.question], "cot": gen(p1)},
+                "input is a number": {"id": 1, "input": 7, "cot": gen(p1)},
+                "generation is a string": {"id": 1, "input": p1.question, "cot": {"generation": p1.answer}},
+                "id is true": {"id": True, "input": p1.question, "cot": gen(p1)}}
+    for why, row in bad_rows.items():
+        write_jsonl("bad.jsonl", [{"id": 0, "input": p0.question, "cot": gen(p0)}, row])
+        code, out, err = cli(capsys, "--recorded", "bad.jsonl", "--out", "b.jsonl")
+        assert code == 2 and "bad.jsonl:2: not a boxed-shaped row" in err and "Traceback" not in err, why
+    Path("folder").mkdir()
+    Path("latin.jsonl").write_bytes(b'{"id": 0, "input": "caf\xe9"}\n')
+    for given, said in (("folder", "folder is a folder"), ("latin.jsonl", "latin.jsonl: not UTF-8 text")):
+        code, out, err = cli(capsys, "--recorded", given)
+        assert code == 2 and said in err and err.count("\n") == 1
+    assert not Path("b.jsonl").exists()

@@ -195,3 +195,23 @@ def test_seen_stories_file_is_train_only_and_never_trained_on(gsm8k_dir, tmp_pat
     reinstantiate.write_seen_stories(data.load_gsm8k("train", gsm8k_dir), 20, 2027, out)
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(written) == 20 and all(r["story"] in train_ids and traces.check_trace(r["answer"])["all_hold"] for r in written)
+
+
+def test_command_line_refuses_bad_numbers_and_outputs_in_one_line(gsm8k_dir, tmp_path, capsys):
+    """--n/--k below 1 are usage errors; seen-stories --out that is a folder or lies under a file is refused, and
+    one that exists is kept unless --overwrite."""
+    for argv in (["show", "--n", "-3"], ["seen-stories", "--n", "0"], ["yield", "--k", "0"], ["show", "--k", "-5"]):
+        with pytest.raises(SystemExit) as stop:
+            reinstantiate.main(["--data-dir", str(gsm8k_dir), *argv])
+        assert stop.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    (tmp_path / "folder").mkdir()
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("my evaluation set\n")
+    for out, says in (("folder", "is a folder"), ("kept.jsonl/x.jsonl", "is a file, not a folder"),
+                      ("kept.jsonl", "exists (a set others may evaluate on); pass --overwrite")):
+        with pytest.raises(SystemExit) as stop:
+            reinstantiate.main(["seen-stories", "--n", "2", "--data-dir", str(gsm8k_dir), "--out", str(tmp_path / out)])
+        assert says in str(stop.value.code) and str(stop.value.code).startswith("error: ")
+    assert kept.read_text() == "my evaluation set\n" and list((tmp_path / "folder").iterdir()) == []
+    reinstantiate.main(["seen-stories", "--n", "2", "--data-dir", str(gsm8k_dir), "--out", str(kept), "--overwrite"])
+    assert len(kept.read_text().splitlines()) == 2

@@ -70,6 +70,22 @@ def test_compare_on_hand_made_evals(tmp_path):
     assert "| cot [cot] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md and "| cot [cot2] | 24 | 5 | 2 | 10 | 7 | 0.03857 |" in md
 
 
+def test_compare_of_runs_scored_on_different_problems_shows_each_n_and_warns(tmp_path):
+    """One run scored on 24 problems, the other on 5 of them: never 'Problems: 24 per model'; the paired test counts 5."""
+    golds = [str(i + 1) for i in range(24)]
+    write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g}" for g in golds], golds, tmp_path / "answer")
+    write_eval(tmp_path / "cot" / "eval-test", "cot", [f"1 + 1 = 2\n#### {g}" for g in golds[:5]], golds[:5], tmp_path / "cot")
+    md = report.compare([tmp_path / "answer" / "eval-test", tmp_path / "cot" / "eval-test"],
+                        ev.parse_args(["--compare", "x", "--out", str(tmp_path / "report")])).read_text()
+    assert "per model" not in md and "Problems: not the same for every model (answer 24, cot 5; test)" in md
+    assert "**Warning: the models were scored on different problems (answer 24, cot 5): their exact matches are not comparable" in md
+    assert "| cot | 5 | 5 | 0 | 0 | 0 | 1 |" in md  # McNemar on the 5 shared problems only
+    (tmp_path / "notes.md").write_text("mine\n")  # --out naming a file: refused, the file kept
+    with pytest.raises(ValueError, match="notes.md is a file"):
+        report.compare([tmp_path / "answer" / "eval-test"], ev.parse_args(["--compare", "x", "--out", str(tmp_path / "notes.md")]))
+    assert (tmp_path / "notes.md").read_text() == "mine\n"
+
+
 def test_compare_warns_near_the_table_when_a_reasoning_model_writes_no_reasoning(tmp_path):
     golds = [str(i + 1) for i in range(6)]
     write_eval(tmp_path / "answer" / "eval-test", "answer", [f"#### {g}" for g in golds], golds, tmp_path / "answer")
@@ -155,3 +171,17 @@ def test_compare_with_teachers(tmp_path):
     assert "| big-175b | 24 | — | — | — | — | ≤ 0.06543 (bound) |" in md  # overlap 13 is the largest p, as it happens
     assert "were not kept for any of the students" in md and "no paired test" in md and "| cot | — / — | — | — |" in md
     assert "No compared student that writes equations has its predictions" in md
+
+
+def test_teacher_that_is_not_an_eval_file_is_refused_in_one_line(tmp_path):
+    """Traces (teacher.py without --eval) or a seen-stories set given as --teacher: named, not a KeyError."""
+    traces_file = tmp_path / "gpt-4o-train.jsonl"
+    traces_file.write_text(json.dumps({"id": "train-00000", "question": "q?", "trace": "1 + 1 = 2\n#### 2", "answer": "2"}) + "\n")
+    seen = tmp_path / "seen.jsonl"
+    seen.write_text(json.dumps({"id": "seen-train-00001", "story": "train-00001", "question": "q?", "answer": "#### 3"}) + "\n")
+    for path in (traces_file, seen):
+        with pytest.raises(ValueError, match=f"{path.name}: row 1 is not a scored reply"):
+            report.load_teachers([path])
+    good = write_teacher(tmp_path / "t.jsonl", ["#### 1"], [True], "t")
+    Path(f"{good}.summary.json").write_text('{"model": "t", "n"')  # cut short: the rows still count
+    assert report.load_teachers([good])[0]["em"] == 1.0

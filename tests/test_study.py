@@ -26,9 +26,10 @@ def study_args(out, tok_dir, epochs=1, train_args=""):
             "--eval-args", "--limit 8 --latency-samples 0"]
 
 
-def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console):
+def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console, sig=signal.SIGINT, group=True):
     """Start the study, and once a student has logged a training step and saved its last.pt, press
-    Ctrl-C as a terminal does: SIGINT to the study and its steps, one process group. Returns the exit code."""
+    Ctrl-C as a terminal does: SIGINT to the study's process group (or sig to the study alone, as kill
+    or a scheduler sends it, with group=False). Returns the exit code."""
     env = {**os.environ, "GSM8K_DIR": str(gsm8k_dir)}
     with open(console, "w") as f:
         proc = subprocess.Popen([sys.executable, "study.py", "--preset", "smoke"] + args, cwd=ROOT, env=env,
@@ -38,7 +39,7 @@ def ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, console):
             while proc.poll() is None and time.time() < deadline and not any((out / m / "last.pt").exists() for m in ("answer", "cot")):
                 time.sleep(0.05)
             assert proc.poll() is None, Path(console).read_text()[-3000:]
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, sig) if group else os.kill(proc.pid, sig)
             return proc.wait(120)
         finally:
             if proc.poll() is None:
@@ -98,6 +99,33 @@ def test_study_two_jobs_ctrl_c_then_resume(gsm8k_dir, tokenizer_dir, tmp_path):
     # Other settings: the old runs are refused, not mixed into a new study.
     r = run_study(study_args(out, tokenizer_dir, epochs=2, train_args="--eval-interval 5"), gsm8k_dir)
     assert r.returncode == 1 and "was trained with --epochs 3.0, not 2.0" in r.stderr and "another --out" in r.stderr
+
+
+def running_commands_naming(path):
+    """The command lines of the processes alive now that name path (a study's students, say)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        if str(path) in text:
+            found.append(text)
+    return found
+
+
+def test_study_sigterm_to_the_study_alone_stops_its_students_and_says_how_to_resume(gsm8k_dir, tokenizer_dir, tmp_path):
+    """kill -TERM of the study process alone: its students get a Ctrl-C, save and stop; none is left running
+    on its own (it would hold the run folder's lock), and the study prints the command that resumes (exit 143)."""
+    out = tmp_path / "study"
+    args = study_args(out, tokenizer_dir, epochs=3, train_args="--eval-interval 5")
+    rc = ctrl_c_after_first_checkpoint(args, gsm8k_dir, out, tmp_path / "console.txt", signal.SIGTERM, group=False)
+    console = (tmp_path / "console.txt").read_text()
+    assert rc == 143 and "Traceback" not in console and "SIGTERM: waiting for the running steps to stop" in console, console[-3000:]
+    assert shlex.split(console.strip().splitlines()[-1]) == ["python", "study.py", "--preset", "smoke", *args]
+    assert running_commands_naming(out) == []
+    logs = [(out / f"{m}.log").read_text() for m in ("answer", "cot") if (out / f"{m}.log").exists()]
+    assert any("interrupted after step" in log for log in logs) and not list(out.glob("*/metrics.json"))
 
 
 def test_study_student_failing_while_another_trains(gsm8k_dir, tokenizer_dir, tmp_path):

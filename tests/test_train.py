@@ -249,9 +249,13 @@ def test_bad_inputs(gsm8k_dir, tok_dir, tmp_path):
         assert stop.value.code == 2 and "invalid choice" in err.getvalue() and says in err.getvalue()
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "train-00000", "trace": "1 + 1 = 2\n#### 2"}) + "\n{oops\n")
-    missing, corrupt, never = run_trains([["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")],
-                                          ["--traces", str(bad), "--out", str(tmp_path / "y")],
-                                          ["--resume", "--out", str(tmp_path / "never")]], gsm8k_dir, tok_dir)
+    missing, corrupt, never, unseen = run_trains([["--traces", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "x")],
+                                                  ["--traces", str(bad), "--out", str(tmp_path / "y")],
+                                                  ["--resume", "--out", str(tmp_path / "never")],
+                                                  ["--variants", "4", "--seen-stories", str(tmp_path / "sen.jsonl"),
+                                                   "--out", str(tmp_path / "z")]], gsm8k_dir, tok_dir)
+    assert unseen.returncode == 1 and "--seen-stories" in unseen.stderr and "sen.jsonl: not found" in unseen.stderr
+    assert "Traceback" not in unseen.stderr and not (tmp_path / "z" / "last.pt").exists()
     assert missing.returncode == 1 and "none.jsonl not found" in missing.stderr and "Traceback" not in missing.stderr
     assert corrupt.returncode == 1 and "bad.jsonl:2" in corrupt.stderr
     assert never.returncode == 1 and "last.pt not found" in never.stderr
@@ -285,6 +289,19 @@ def test_traces_are_checked_like_the_teachers(gsm8k_dir, tok_dir, tmp_path):
     assert not (tmp_path / "false" / "run" / "last.pt").exists()
 
 
+def test_traces_with_crlf_or_gsm8k_notes_are_rewritten_and_counted(gsm8k_dir):
+    """--trace-format steps learns a trace character by character: CRLF ends and <<a=b>> notes are written out first."""
+    from sound_traces import keep_sound_traces
+    problems = data.load_gsm8k("train", gsm8k_dir)[:3]
+    traces = {problems[0].id: [reference_to_trace(problems[0].solution).replace("\n", "\r\n")],
+              problems[1].id: [problems[1].solution],  # GSM8K's own notation: '<<a*b=c>>' notes
+              problems[2].id: [reference_to_trace(problems[2].solution)]}
+    said = []
+    kept = keep_sound_traces(traces, problems, "t.jsonl", said.append)
+    assert kept == {p.id: [reference_to_trace(p.solution)] for p in problems}
+    assert said == ["t.jsonl: rewrote 2 traces into the trace format as the teacher writes it (CRLF line ends 1, <<a=b>> notes 1)"]
+
+
 def test_tiny_model_overfits_real_gsm8k(gsm8k_dir, tokenizer):
     """A tiny student memorises four real problems: loss near zero, greedy decoding gives the traces back exactly."""
     from model import EncoderDecoder, ModelConfig, generate_many
@@ -308,14 +325,47 @@ def test_variants_recorded_and_resumable(gsm8k_dir, tok_dir, tmp_path):
     r = run_train(args + ["--stop-after-steps", "3"], gsm8k_dir, tok_dir)
     assert "variants: " in r.stdout and "from 16 (up to 4 each" in r.stdout
     config = json.loads((tmp_path / "v" / "config.json").read_text())
+    assert config["seen_stories_held_out"] == 500  # the committed seen-stories set, kept out of what trains
     assert config["variants"] == 4 and config["train_problems"] == 16 and 16 < config["train_examples"]["cot"] <= 64
-    copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusal on a copy, beside the resume
-    r, resumed = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"]], gsm8k_dir, tok_dir)
+    copy = shutil.copytree(tmp_path / "v", tmp_path / "v-copy")  # the refusals on copies, beside the resume
+    cut_config = shutil.copytree(tmp_path / "v", tmp_path / "v-cut")
+    config_text = (cut_config / "config.json").read_text()
+    (cut_config / "config.json").write_text(config_text[: len(config_text) // 2])
+    with open(tmp_path / "v" / "log.jsonl", "a") as f:  # a last line cut short by a full disk: dropped, the run goes on
+        f.write('{"step": 3, "epoch": 0.1, "lo')
+    r, resumed, bad_config = run_trains([args[:-1] + [str(copy), "--resume", "--variants", "2"], args + ["--resume"],
+                                         args[:-1] + [str(cut_config), "--resume"]], gsm8k_dir, tok_dir)
+    assert bad_config.returncode == 1 and "Traceback" not in bad_config.stderr and bad_config.stderr.count("\n") == 1
+    assert "v-cut/config.json is not valid JSON" in bad_config.stderr and (cut_config / "config.json").read_text() == config_text[: len(config_text) // 2]
+    assert "log.jsonl: dropped 1 line(s) that are not whole rows" in resumed.stderr
     assert r.returncode == 1 and "was trained with --variants 4, not 2" in r.stderr
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((tmp_path / "v" / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["train_examples"] == config["train_examples"] and metrics["calculator"]
     assert metrics["steps"] == config["total_steps"] == 7
+
+
+def test_seen_stories_that_cannot_be_read_stop_the_run_and_a_missing_default_warns(tmp_path, monkeypatch, capsys):
+    """A --seen-stories given that cannot be read is an error naming it (its questions would be trained on);
+    the default file missing is a loud warning."""
+    from types import SimpleNamespace
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"question": "q"}) + "\n{oops\n")
+    (tmp_path / "latin.jsonl").write_bytes(b'{"question": "caf\xe9"}\n')
+    (tmp_path / "noq.jsonl").write_text(json.dumps({"question": "q"}) + "\n" + json.dumps({"story": 3}) + "\n")
+    for name, says in (("missing.jsonl", "missing.jsonl: not found"), ("folder", "folder: a folder"),
+                       ("bad.jsonl", "bad.jsonl:2: not valid JSON"), ("latin.jsonl", "latin.jsonl: not UTF-8"),
+                       ("noq.jsonl", "noq.jsonl:2: a row without")):
+        for k in (1, 4):  # read whatever --variants: a mistyped path is caught the first time
+            cfg = SimpleNamespace(variants=k, seed=0, seen_stories=str(tmp_path / name))
+            with pytest.raises(SystemExit) as stop:
+                variant_problems.add_variants(cfg, [], {}, print)
+            assert says in str(stop.value.code) and str(stop.value.code).startswith("error: "), name
+    monkeypatch.setattr(data, "ROOT", tmp_path)  # a checkout without the committed set
+    monkeypatch.chdir(tmp_path)
+    assert variant_problems.seen_story_questions(variant_problems.SEEN_STORIES) == frozenset()
+    err = capsys.readouterr().err
+    assert err.startswith("warning: ") and "NO seen-stories question is held out" in err
 
 
 def test_with_variants_only_adds_checked_variants_of_the_given_problems(gsm8k_dir):
