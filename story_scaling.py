@@ -142,7 +142,9 @@ def main(argv=None):
     p.add_argument("--out", default="", help="where scaling.json, scaling.md and the chart go (default: the folder)")
     args = p.parse_args(argv)
     runs, out = read_runs(args.folder), Path(args.out or args.folder)
-    fits = {m: forecast([r for r in runs if r["mode"] == args.mode], m, args.reps) for m in MEASURES}
+    mine = [r for r in runs if r["mode"] == args.mode]
+    fits = {m: forecast(mine, m, args.reps) for m, (value, _) in MEASURES.items()  # step precision: reasoning modes only
+            if all(value(r["sets"]["val"][1], list(r["sets"]["val"][1])) is not None for r in mine)}
     write_atomic(out / "scaling.json", json.dumps(fits, indent=2) + "\n")
     write_atomic(out / "scaling.md", table(runs) + "\n")
     series = [(f"{mode} val", [(n, float(np.mean([r["sets"]["val"][0]["target_loss"] for r in runs if r["mode"] == mode and r["stories"] == n])))
