@@ -7,7 +7,6 @@ Run: GSM8K_DIR=../shared/data/gsm8k python -m pytest -q tests/test_problems.py
 """
 import itertools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -26,16 +25,11 @@ import extra_problems  # noqa: E402
 import problems  # noqa: E402
 from files import sha256_file  # noqa: E402
 from traces import check_trace, reference_to_trace  # noqa: E402
+from conftest import gsm8k_dir_or_skip_module  # noqa: E402
 from fake_llm import FakeLLM, counted  # noqa: E402
 from test_train import run_train  # noqa: E402
 
-DATA_DIR = next((d.resolve() for d in (data.resolve_data_dir(), ROOT.parent / "shared" / "data" / "gsm8k")
-                 if (d / "train.jsonl").exists() and (d / "test.jsonl").exists()), data.resolve_data_dir())
-if not (DATA_DIR / "train.jsonl").exists():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"GSM8K not found at {DATA_DIR}: set GSM8K_DIR")
-    from conftest import NO_GSM8K
-    pytest.skip(NO_GSM8K, allow_module_level=True)
+DATA_DIR = gsm8k_dir_or_skip_module()  # conftest: a missing copy fails under CI, else skips this module
 
 SECRET = "sk-test-SECRET123"
 MODEL = "fake-writer"

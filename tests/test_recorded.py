@@ -18,14 +18,8 @@ import traces  # noqa: E402
 import teacher  # noqa: E402
 from recorded import gpt3_params, load_teacher_eval, read_recorded, run_recorded  # noqa: E402
 
-# $GSM8K_DIR (relative to where pytest runs), else the shared copy beside the repo
-DATA_DIR = next((d.resolve() for d in (data.resolve_data_dir(), ROOT.parent / "shared" / "data" / "gsm8k")
-                 if (d / "train.jsonl").exists() and (d / "test.jsonl").exists()), data.resolve_data_dir())
-if not (DATA_DIR / "train.jsonl").exists():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"GSM8K not found at {DATA_DIR}: set GSM8K_DIR")
-    from conftest import NO_GSM8K  # the same reason as every other test that needs it: one line in the summary
-    pytest.skip(NO_GSM8K, allow_module_level=True)
+from conftest import gsm8k_dir_or_skip_module  # noqa: E402
+DATA_DIR = gsm8k_dir_or_skip_module()  # conftest: a missing copy fails under CI, else skips this module
 
 TEST = data.load_gsm8k("test", DATA_DIR)[:4]
 

@@ -6,7 +6,6 @@ with completion_tokens_details, finish_reason "length" with empty content), on t
 Run: GSM8K_DIR=../shared/data/gsm8k python -m pytest -q tests/test_teacher_adapt.py
 """
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,15 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import teacher  # noqa: E402
 from api_adapt import fold_system, read_refusal  # noqa: E402
+from conftest import gsm8k_dir_or_skip_module  # noqa: E402
 from fake_llm import FakeLLM, ok, status  # noqa: E402
 
-DATA_DIR = next((d.resolve() for d in (data.resolve_data_dir(), ROOT.parent / "shared" / "data" / "gsm8k")
-                 if (d / "train.jsonl").exists() and (d / "test.jsonl").exists()), data.resolve_data_dir())
-if not (DATA_DIR / "train.jsonl").exists():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"GSM8K not found at {DATA_DIR}: set GSM8K_DIR")
-    from conftest import NO_GSM8K  # the same reason as every other test that needs it: one line in the summary
-    pytest.skip(NO_GSM8K, allow_module_level=True)
+DATA_DIR = gsm8k_dir_or_skip_module()  # conftest: a missing copy fails under CI, else skips this module
 
 MODEL = "o3-mini"
 BY_Q = {p.question: p for p in data.load_gsm8k("train", DATA_DIR)[:20] + data.load_gsm8k("test", DATA_DIR)[:8]}
