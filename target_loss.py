@@ -12,6 +12,8 @@ so target_loss leaves them out as its loss did; target_loss_all_tokens counts ev
 Example:
     trained, every = target_losses(model, tok, load_problems("val"), "cot", ckpt["train_config"])
 """
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -36,9 +38,10 @@ def reference_examples(tok, problems, mode, train_config, mask):
 
 def target_nll(model, tok, pairs, batch_tokens=4096):
     """
-    Teacher-forced cross-entropy of every (task, Example) pair's target (eos included, masked
-    positions left out): {(example id, task): (summed nats, scored tokens)}.
-    Example: nll = target_nll(model, tok, reference_examples(tok, problems, "cot", cfg, False))
+    Teacher-forced cross-entropy of every (task, Example) pair's target (eos included), from one
+    forward pass: {(example id, task): ((nats, tokens) over the positions the loss trains, i.e. all
+    but ex.no_loss, (nats, tokens) over every position)}.
+    Example: trained, every = target_nll(model, tok, reference_examples(tok, problems, "cot", cfg, True))[("val-00001", "cot")]
     """
     device = next(model.parameters()).device
     examples = [ex for _, ex in pairs]
@@ -46,12 +49,16 @@ def target_nll(model, tok, pairs, batch_tokens=4096):
     model.eval()
     with torch.no_grad():
         for batch in data.token_batches(examples, batch_tokens, shuffle=False):
-            src, tgt_in, targets = (t.to(device) for t in data.collate([examples[i] for i in batch]))
+            rows = [examples[i] for i in batch]
+            # every target token scored: the mask is applied below, so one pass gives both sums
+            src, tgt_in, targets = (t.to(device) for t in data.collate([replace(ex, no_loss=[]) for ex in rows]))
             logits, _ = model(src, tgt_in)
-            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=tok.pad_id, reduction="none")
-            scored = targets != tok.pad_id
-            for row, i in enumerate(batch):
-                out[(examples[i].id, pairs[i][0])] = (float(nll[row].sum()), int(scored[row].sum()))
+            nll = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=tok.pad_id, reduction="none").cpu()
+            for row, (i, ex) in enumerate(zip(batch, rows)):
+                every = nll[row, :len(ex.tgt) + 1]
+                trained = torch.ones(len(every), dtype=torch.bool)
+                trained[ex.no_loss] = False
+                out[(ex.id, pairs[i][0])] = ((float(every[trained].sum()), int(trained.sum())), (float(every.sum()), len(every)))
     return out
 
 
@@ -61,10 +68,8 @@ def target_losses(model, tok, problems, mode, train_config):
     run's own loss trains (its calculator-aware mask applied), and over every target token.
     Example: trained, every = target_losses(model, tok, problems, "cot", ckpt["train_config"])
     """
-    every = target_nll(model, tok, reference_examples(tok, problems, mode, train_config, False))
-    if not train_config.get("mask_results"):
-        return every, every
-    return target_nll(model, tok, reference_examples(tok, problems, mode, train_config, True)), every
+    nll = target_nll(model, tok, reference_examples(tok, problems, mode, train_config, bool(train_config.get("mask_results"))))
+    return {k: v[0] for k, v in nll.items()}, {k: v[1] for k, v in nll.items()}
 
 
 def mean_loss(pairs):

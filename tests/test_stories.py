@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import torch
 
@@ -43,12 +44,13 @@ def test_target_nll_is_the_models_own_loss_per_example(gsm8k_dir, tokenizer):
         nll = target_loss.target_nll(model, tokenizer, pairs, batch_tokens=300)  # several batches
         assert len(nll) == len(val)
         for task, ex in pairs:
-            src, tgt_in, targets = data.collate([ex])
             with torch.no_grad():
-                _, loss = model(src, tgt_in, targets)
-            nats, tokens = nll[(ex.id, task)]
-            assert tokens == len(ex.tgt) + 1 - len(ex.no_loss)
-            assert math.isclose(nats / tokens, loss.item(), rel_tol=1e-4)
+                _, trained_loss = model(*data.collate([ex]))  # the model's own loss skips ex.no_loss
+                _, every_loss = model(*data.collate([replace(ex, no_loss=[])]))
+            (nats, tokens), (all_nats, all_tokens) = nll[(ex.id, task)]
+            assert tokens == len(ex.tgt) + 1 - len(ex.no_loss) and all_tokens == len(ex.tgt) + 1
+            assert math.isclose(nats / tokens, trained_loss.item(), rel_tol=1e-4)
+            assert math.isclose(all_nats / all_tokens, every_loss.item(), rel_tol=1e-4)
     masked = target_loss.reference_examples(tokenizer, val, "cot", cfg, True)
     assert sum(len(ex.no_loss) for _, ex in masked) > 0  # the mask does leave the calculator's results out
 
