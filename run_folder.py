@@ -35,6 +35,7 @@ from variant_problems import held_out_count
 RUN_FILES = ("config.json", "log.jsonl", "best.pt", "last.pt", "metrics.json")
 
 # Settings that do not change what is trained: a run may be resumed (or reused by study.py) with others.
+# "compile" is the --compile flag of older runs (removed: it bought nothing on CPU), so that they resume.
 MAY_DIFFER_ON_RESUME = {"out", "stop_after_steps", "log_interval", "device", "compile", "data_dir", "tokenizer_dir",
                         "test_limit", "eval_batch", "overwrite"}
 

@@ -72,3 +72,20 @@ def test_train_flops_is_what_torch_counts():
         _, loss = model(ids(batch, src), ids(batch, tgt), ids(batch, tgt))
         loss.backward()
     assert counter.get_total_flops() == bench.train_flops(d, n_enc, n_dec, d_ff, vocab, batch, src, tgt)
+
+
+def test_compile_bench_quick_run_gives_ratios_of_its_own_rounds(tmp_path):
+    """bench_compile.py --quick: every figure is there, and each is what its timed rounds say (no timing asserted)."""
+    out = tmp_path / "compile.json"
+    r = subprocess.run([sys.executable, str(ROOT / "bench_compile.py"), "--quick", "--threads", "1", "--reps", "3",
+                        "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    f, rounds = report["figures"], report["rounds"]
+    eager, compiled = rounds["compile.eager_s"], rounds["compile.compiled_s"]
+    assert len(eager) == len(compiled) == 3 and min(eager + compiled) > 0 and f["compile.warmup_s"] > 0
+    assert f["compile.speedup_ratio"] == sorted(e / c for e, c in zip(eager, compiled))[1]
+    tokens = sum(b * (s + t) for b, s, t in report["shapes"])
+    assert math.isclose(f["compile.eager_tok_s"] * sorted(eager)[1], tokens)
+    assert math.isclose(f["compile.compiled_tok_s"] * sorted(compiled)[1], tokens)
+    assert "speed-up" in r.stdout and "x per step" in r.stdout

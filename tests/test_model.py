@@ -310,7 +310,7 @@ def test_tiny_model_overfits_a_few_sequences():
 
 
 def test_compiled_model_trains_on_batches_of_varying_lengths():
-    """train.py --compile on CPU: batches of other sizes and lengths (dynamic shapes) once crashed inductor's
+    """torch.compile of the model (bench_compile.py times it) on CPU: batches of other sizes and lengths (dynamic shapes) once crashed inductor's
     backward (a stride assertion on the attention's q/k/v views); the losses match the eager model's."""
     torch.manual_seed(0)
     model = EncoderDecoder(tiny_config(n_enc_layers=1, n_dec_layers=1)).train()

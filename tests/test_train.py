@@ -219,6 +219,10 @@ def test_resume_refuses_other_data_or_tokenizer(gsm8k_dir, tok_dir, tmp_path):
     train_tokenizer([p.question for p in data.load_gsm8k("test", gsm8k_dir)[:300]], tmp_path / "tok2" / name, 500)
     # the two refusals and the resume below side by side, each on its own copy of the stopped run (--out may change)
     copies = [shutil.copytree(out, tmp_path / f"copy{i}") for i in (1, 2)]
+    # a run from before --compile was removed (its checkpoint records the setting) still resumes
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert "compile" not in ckpt["train_config"]
+    torch.save({**ckpt, "train_config": {**ckpt["train_config"], "compile": True}}, out / "last.pt")
     r, r2, resumed = run_trains([[*args[:3], str(copies[0]), *args[4:], "--resume", "--data-dir", str(other)],
                                  [*args[:3], str(copies[1]), *args[4:], "--resume", "--tokenizer-dir", str(tmp_path / "tok2")],
                                  args + ["--resume"]], gsm8k_dir, tok_dir)
