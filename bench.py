@@ -402,6 +402,17 @@ def print_table(figures, size, args, info):
     print(f"\npeak memory of the whole run: {f['peak_memory_mb']:.0f} MB")
 
 
+def setup_device(parser, args):
+    """The device of --device, with --threads and --seed applied; no CUDA device for --device cuda is a usage error."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    return device
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few rounds: checks that every figure is produced")
@@ -415,12 +426,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     args.reps = args.reps or (2 if args.quick else 3)
     args.steps = args.steps or (1 if args.quick else 2)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    device = setup_device(parser, args)
     size, dims = (QUICK, QUICK_PRESETS) if args.quick else (FULL, PRESETS)
     if device.type == "cuda":
         size = dict(size, peak_n=8192)  # 2048^3 is over too soon on a GPU to reach its peak

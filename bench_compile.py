@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from bench import log, machine, random_ids, student, timed, train_step
+from bench import log, machine, random_ids, setup_device, student, timed, train_step
 from cli_checks import arg_number
 from files import write_atomic
 
@@ -101,12 +101,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=arg_number(int), default=0, help="seed for weights and token ids")
     args = parser.parse_args(argv)
     reps = args.reps or (2 if args.quick else 5)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device is available")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    device = setup_device(parser, args)
     dims, vocab, shapes = (QUICK_DIMS, QUICK_VOCAB, QUICK_SHAPES) if args.quick else (RECIPE_DIMS, RECIPE_VOCAB, RECIPE_SHAPES)
     info = machine(device)
     figures, rounds = bench_compile(dims, vocab, shapes, reps, device)
