@@ -23,18 +23,22 @@ def setting(default, help):
     return field(default=default, metadata={"help": help})
 
 
-# Named sizes (--preset): what each changes from train.TrainConfig's defaults
+# Named sizes (--preset): what each changes from train.TrainConfig's defaults, which are the CPU
+# recipe (RESULTS.md, "The recipe"): cot, K = 16 variants, the calculator-aware loss, d128 3+3 ff 512,
+# lr 1e-3, 16,000 steps of 2,048-token batches, scored with the calculator on seen stories, val and test
 PRESETS = {
     # tiny and quick: the whole pipeline in under a minute on 2 CPU cores
-    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4,
-                  batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20, eval_problems=8,
-                  test_limit=32, max_new_tokens=64, lr=3e-3),
-    # the README's CPU results: equation-only traces and 6 epochs won the ablations (README);
-    # cot trains in about 21 minutes on one core of 2
+    "smoke": dict(d_model=64, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=128, limit=64, epochs=4, steps=0,
+                  variants=1, mask_results=False, batch_tokens=2048, warmup_steps=5, log_interval=5, eval_interval=20,
+                  eval_problems=8, test_limit=32, max_new_tokens=64, lr=3e-3),
     "default": dict(),
-    # one GPU: wider and deeper, more epochs, the full sentences of the solutions
-    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, trace_format="steps",
-                batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250, eval_problems=300, eval_batch=512),
+    # the defaults of the first CPU study (RESULTS.md's history): GSM8K as it is, d256 ff 1024, 6 epochs
+    "first-study": dict(variants=1, mask_results=False, d_model=256, d_ff=1024, steps=0, epochs=6, batch_tokens=8192,
+                        warmup_steps=100, eval_interval=500),
+    # one GPU: wider and deeper, more epochs, the full sentences of the solutions (GSM8K as it is)
+    "gpu": dict(d_model=512, n_heads=8, n_enc_layers=6, n_dec_layers=6, d_ff=2048, epochs=20, steps=0, trace_format="steps",
+                variants=1, mask_results=False, batch_tokens=16384, lr=5e-4, warmup_steps=200, eval_interval=250,
+                eval_problems=300, eval_batch=512),
 }
 
 
@@ -72,8 +76,8 @@ def config_parser(config_class, choices, description):
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     for f in fields(config_class):
         flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"].replace("%", "%%")  # argparse formats help
-        if f.type is bool or f.type == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=text)
+        if f.type is bool or f.type == "bool":  # --mask-results / --no-mask-results: a default of True can be turned off
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif f.name in choices:
             parser.add_argument(flag, choices=choices[f.name], default=None, help=text)
         else:

@@ -25,23 +25,27 @@ from tokenizer import TOKENIZER_DIR, Tokenizer
 
 def resolve_run(path):
     """
-    (run folder, checkpoint file) from a run folder (its best.pt) or a checkpoint file. A folder
-    without best.pt is an error that says how to go on with its run.
-    Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/best.pt"))
+    (run folder, checkpoint file) from a run folder (its last.pt: the model as training left it,
+    the one the run's own final scores are of) or a checkpoint file. A folder without last.pt is an
+    error that says how to go on with its run; one whose training has not finished (no metrics.json)
+    is scored with a warning.
+    Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/last.pt"))
     """
     path = Path(path)
     if path.is_file():
         return path.parent, path
     if not path.is_dir():
         raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --mode <mode> --out {path}` or fix the path")
-    if not (path / "best.pt").exists():
-        raise FileNotFoundError(f"{path} has no best.pt: {unfinished_run_advice(path)}")
-    return path, path / "best.pt"
+    if not (path / "last.pt").exists():
+        raise FileNotFoundError(f"{path} has no last.pt: {unfinished_run_advice(path)}")
+    if not (path / "metrics.json").exists():
+        print(f"warning: {path} has not finished training (no metrics.json): scoring its last.pt as it is now")
+    return path, path / "last.pt"
 
 
 def unfinished_run_advice(path):
     """
-    What to do with a run folder that has no best.pt, with the command that does it: the train.py
+    What to do with a run folder that has no last.pt, with the command that does it: the train.py
     command the run recorded (config.json), else one made of its mode and preset.
     Example: unfinished_run_advice(Path("runs/answer"))  # "the run stopped before its first validation; continue it with ..."
     """
@@ -50,8 +54,6 @@ def unfinished_run_advice(path):
         return f"it holds no run (no config.json); train one with `python train.py --mode <mode> --out {path}`"
     resume = config.get("resume_command") or shlex.join(["python", "train.py", "--mode", config.get("mode", "cot"), "--preset",
                                                           config.get("preset", "default"), "--out", str(path), "--resume"])
-    if (path / "last.pt").exists():
-        return f"the run stopped before its first validation; continue it with `{resume}`, or evaluate {path / 'last.pt'}"
     restart = resume.removesuffix(" --resume") + " --overwrite"
     return f"the run stopped before its first checkpoint (or is starting); start it again with `{restart}`"
 

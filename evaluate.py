@@ -231,11 +231,12 @@ def eval_dir_name(split, eval_file, calculator, limit):
     return name + ("-calc" if calculator else "") + (f"-limit{limit}" if limit else "")
 
 
-def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit=0, out=None, batch_size=None,
+def evaluate_run(run_path, split="test", eval_file=None, calculator=None, limit=0, out=None, batch_size=None,
                  max_new_tokens=None, latency_samples=20, device=None, data_dir=None, other_data=False):
     """
     Decode every problem greedily, check every output, write predictions.jsonl and eval.json
-    into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict.
+    into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict. calculator
+    None: as the run trained (on where its loss is calculator-aware).
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
     run_dir, ckpt_path = resolve_run(run_path)
@@ -243,6 +244,7 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
     mode = cfg.get("mode", "cot")
+    calculator = bool(cfg.get("mask_results")) if calculator is None else calculator
     tok = load_tokenizer(ckpt, run_dir)
     problems = load_problems(split, eval_file, data_dir or cfg.get("data_dir") or None)[: limit or None]
     data_info = eval_data(run_dir, split, eval_file, data_dir or cfg.get("data_dir") or None, other_data)
@@ -268,7 +270,7 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
     peak, kind = peak_memory(device)
     weights = sum({t.data_ptr(): t.numel() * t.element_size() for t in model.state_dict().values()}.values())  # tied once
     report = {"run": portable_path(run_dir), "checkpoint": portable_path(ckpt_path), "step": ckpt.get("step"), "mode": mode,
-              "split": None if eval_file else split, "eval_file": eval_file, "limit": limit, "calculator": calculator,
+              "split": None if eval_file else split, "eval_file": eval_file and portable_path(eval_file), "limit": limit, "calculator": calculator,
               "device": str(device), "torch": torch.__version__, "data": data_info, "tokenizer_sha256": tok.sha256,
               "warnings": [w for w in (reasoning_warning(mode, m) for m in results) if w] + data_info["warnings"],
               "efficiency": {"params": model.num_params(), "params_no_embeddings": model.num_params(exclude_embeddings=True),
@@ -280,6 +282,25 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=False, limit
     write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
     print_results(report, out)
     return report
+
+
+def final_scores(checkpoint, sets, calculator, limit, device, data_dir):
+    """
+    train.py's end of a run: one checkpoint scored on each of sets ({name: (split, eval_file)}) by
+    evaluate_run, into the run's usual eval-* folders, with one line per set: {name: its scores}.
+    Example: final_scores(Path("runs/cot/last.pt"), {"test": ("test", None)}, True, 0, "cpu", None)["test"]["exact_match"]
+    """
+    scores = {}
+    for name, (split, eval_file) in sets.items():
+        report = evaluate_run(checkpoint, split, eval_file, calculator, limit, latency_samples=20 if name == "test" else 0,
+                              device=device, data_dir=data_dir)
+        m = report["results"][0]  # a mixed student's first way of being asked: cot
+        scores[name] = {"n": m["n"], "correct": m["correct"], "exact_match": m["exact_match"], "ci95": m["exact_match_ci95"],
+                        "eval": eval_dir_name(split, eval_file, calculator, limit), "by_task": {r["task"]: r["exact_match"] for r in report["results"] if r["task"]}}
+    for name, sc in scores.items():
+        print(f"{name:>5}: exact match {sc['correct']}/{sc['n']} = {sc['exact_match']:.1%} (95% CI {sc['ci95'][0]:.1%}-{sc['ci95'][1]:.1%})"
+              f"{' with the calculator' if calculator else ''} -> {checkpoint.parent / sc['eval']}")
+    return scores
 
 
 def score_task(model, tok, problems, mode, task, label, calculator, reasoning_tokens, batch_size, latency_samples):
@@ -341,14 +362,14 @@ def fmt(x, spec):
 
 
 # config_cli.PRESETS' test_limit of each preset (evaluate.py never imports train.py; a test checks that they agree)
-PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "gpu": 0}
+PRESET_TEST_LIMIT = {"smoke": 32, "default": 0, "first-study": 0, "gpu": 0}
 
 
 def parse_args(argv=None):
     """evaluate.py's flags (report.py reads the same ones for --compare). Example: parse_args(["runs/cot", "--calculator"]).limit == 0"""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     flag = parser.add_argument  # one flag a line
-    flag("runs", nargs="+", help="run folder(s) (their best.pt) or checkpoint file(s); with --compare also eval folders")
+    flag("runs", nargs="+", help="run folder(s) (their last.pt) or checkpoint file(s); with --compare also eval folders")
     flag("--compare", action="store_true", help="compare the runs: write report.md and SVG charts into --out")
     flag("--teacher", action="append", help="--compare: a teacher's `teacher.py --eval` or `--recorded` JSONL, once per "
                                             "teacher; the first one's traces are shown beside the students'")
@@ -356,7 +377,8 @@ def parse_args(argv=None):
     flag("--baseline", help="--compare: run folder to test against (default: the run whose mode is answer)")
     flag("--split", default="test", choices=["test", "val"], help="GSM8K split to score")
     flag("--eval-file", help="score this JSONL of {question, answer} lines instead of a GSM8K split")
-    flag("--calculator", action="store_true", help="calculator-augmented decoding: results after '=' are computed")
+    flag("--calculator", action=argparse.BooleanOptionalAction, help="calculator-augmented decoding: results after '=' are "
+         "computed (default: on for a run whose loss was calculator-aware, as it trained; off otherwise)")
     flag("--preset", choices=list(PRESET_TEST_LIMIT), help="train.py's preset names: --limit defaults to the preset's test_limit "
          "(smoke: the first 32 problems; default, gpu: all); batch size and decoding budget are the run's own")
     flag("--limit", type=arg_number(int, at_least=0), help="score only the first N problems (0 = all; default: the preset's, else all)")

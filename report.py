@@ -327,9 +327,10 @@ def compared_entries(runs, args):
     """
     entries, data_warnings = [], []
     for run_path in map(Path, runs):
-        folder = run_path if (run_path / "eval.json").exists() else resolve_run(run_path)[0] / eval_dir_name(args.split, args.eval_file, args.calculator, args.limit)
+        calc = trained_with_calculator(run_path) if args.calculator is None else args.calculator
+        folder = run_path if (run_path / "eval.json").exists() else resolve_run(run_path)[0] / eval_dir_name(args.split, args.eval_file, calc, args.limit)
         if not (folder / "eval.json").exists():
-            evaluate_run(run_path, args.split, args.eval_file, args.calculator, args.limit, folder, args.batch_size,
+            evaluate_run(run_path, args.split, args.eval_file, calc, args.limit, folder, args.batch_size,
                          args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
         report, rows = read_eval(folder)
         data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
@@ -346,6 +347,12 @@ def compared_entries(runs, args):
         if labels[e["label"]] > 1:
             e["label"] = f"{e['label']} [{Path(e['run']).name}]"
     return entries, data_warnings
+
+
+def trained_with_calculator(run_path):
+    """Whether a run's loss was calculator-aware (its config.json's mask_results): evaluate.py then decodes with the calculator."""
+    config = (run_path if run_path.is_dir() else run_path.parent) / "config.json"
+    return bool(config.exists() and json.loads(config.read_text()).get("mask_results"))
 
 
 def problem_sets_differ(entries):

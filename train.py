@@ -1,18 +1,18 @@
 """
 Train the student on GSM8K, in each supervision mode the study compares.
 
-    python train.py --mode cot                  # question -> reasoning trace + answer
-    python train.py --mode answer               # question -> answer (the baseline)
-    python train.py --mode mixed                # one model, both tasks: [cot] or [answer] starts the output (forced at decoding)
+    python train.py --mode cot                  # the recipe: question -> reasoning trace + answer
+    python train.py --mode answer               # the same recipe, question -> answer (the baseline)
     python train.py --mode cot --preset smoke   # end to end in under a minute on a CPU
     torchrun --nproc_per_node=2 train.py --mode cot   # data-parallel (gloo on CPU, nccl on GPU)
 
-Without --traces the student learns from GSM8K's reference solutions (the stand-in teacher); with
---traces, from an LLM teacher's traces (teacher.py). The run folder (--out, default runs/<mode>)
-ends up holding config.json, log.jsonl, best.pt, last.pt and metrics.json. Beside this file:
-examples.py (targets in tokens), config_cli.py (flags, presets), run_folder.py (lock, resume,
-Ctrl-C, records), distributed.py (torchrun), train_inputs.py (files on first use), sound_traces.py,
-variant_problems.py and extra_problems.py (--traces, --variants, --extra-problems).
+The defaults are the CPU recipe (RESULTS.md): 16 re-instantiations of each train problem
+(--variants), the calculator-aware loss (--mask-results), d128 3+3 ff 512, lr 1e-3, 16,000 steps of
+2,048-token batches; modes answer, mixed, filler and shuffled take the same recipe, so every
+comparison is paired. Without --traces the student learns from GSM8K's reference solutions (the
+stand-in teacher); with --traces, from an LLM teacher's traces (teacher.py). The run folder (--out,
+default runs/<mode>) ends up holding config.json, log.jsonl, best.pt, last.pt, metrics.json and
+last.pt's scores on seen stories with new numbers, val and test (eval-*/, evaluate.py's folders).
 """
 import json
 import math
@@ -28,12 +28,11 @@ import torch
 import config_cli
 import data
 from files import write_json
-from intervals import wilson_interval
 from tokenizer import DEFAULT_VOCAB, Tokenizer
 import distributed
 import run_folder
 from config_cli import PRESETS, setting
-from evaluate import decode_and_score
+from evaluate import decode_and_score, final_scores
 from examples import FILLER_TOKENS, by_task, make_examples
 from extra_problems import add_extra_problems
 from checkpoint import read_checkpoint, save_checkpoint
@@ -60,33 +59,33 @@ class TrainConfig:
     limit: int = setting(0, "train on the first N problems only (0 = all)")
     extra_problems: str = setting("", "JSONL of new problems (teacher.py --write-problems): all added to train, whatever --limit")
     stories: int = setting(0, "train on N stories chosen by a hash of the question, each smaller set inside every larger one (0 = all)")
-    variants: int = setting(1, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; reinstantiate.py)")
+    variants: int = setting(16, "verified re-instantiations per train problem, the original included (1 = GSM8K as it is; reinstantiate.py)")
     seen_stories: str = setting(SEEN_STORIES, "evaluation set of train stories with new numbers: its questions are never trained on")
-    mask_results: bool = setting(False, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
+    mask_results: bool = setting(True, "calculator-aware loss: the result after each '=' that the calculator writes at decoding is not trained")
     # model
-    d_model: int = setting(256, "width")
+    d_model: int = setting(128, "width")
     n_heads: int = setting(4, "attention heads")
     n_enc_layers: int = setting(3, "encoder depth")
     n_dec_layers: int = setting(3, "decoder depth")
-    d_ff: int = setting(1024, "feed-forward width")
+    d_ff: int = setting(512, "feed-forward width")
     dropout: float = setting(0.1, "dropout everywhere")
     max_src: int = setting(384, "longer questions are left out (counted), never truncated")
     max_tgt: int = setting(512, "longer targets are left out (counted), never truncated")
     # optimization
     epochs: float = setting(6.0, "passes over the training examples")
-    steps: int = setting(0, "train exactly this many optimizer steps, whatever the epochs (0 = epochs decide); for equal-step comparisons")
+    steps: int = setting(16000, "train exactly this many optimizer steps, whatever the epochs (0 = epochs decide); for equal-step comparisons")
     time_budget_min: float = setting(0.0, "also stop after this many minutes of training (0 = no limit)")
-    batch_tokens: int = setting(8192, "padded tokens (src + tgt) per micro-batch and rank")
+    batch_tokens: int = setting(2048, "padded tokens (src + tgt) per micro-batch and rank")
     grad_accum: int = setting(1, "micro-batches per optimizer step")
     lr: float = setting(1e-3, "peak learning rate")
     min_lr_ratio: float = setting(0.1, "cosine decays to lr * this")
-    warmup_steps: int = setting(100, "linear warmup (capped at 10% of the run)")
+    warmup_steps: int = setting(200, "linear warmup (capped at 10% of the run)")
     weight_decay: float = setting(0.1, "on matrices only, not on norms, biases, embeddings")
     grad_clip: float = setting(1.0, "max global gradient norm")
     answer_weight: float = setting(1.0, "mixed mode: weight of the answer task's loss")
     # evaluation and bookkeeping
     log_interval: int = setting(20, "steps between progress lines")
-    eval_interval: int = setting(500, "steps between validation + checkpoint")
+    eval_interval: int = setting(2000, "steps between validation + checkpoint")
     eval_problems: int = setting(100, "val problems decoded for validation exact match")
     test_limit: int = setting(0, "decode only the first N test problems at the end (0 = all)")
     max_new_tokens: int = setting(512, "decoding budget for reasoning modes (as long as the longest target)")
@@ -344,7 +343,7 @@ def train_loop(setup, state):
     cfg = setup.cfg
     logf = open(setup.out / "log.jsonl", "a") if setup.process.master else None
     setup.model.train()
-    t_last, tokens_last = time.time(), state.tokens_seen
+    t_last, tokens_last, printed = time.time(), state.tokens_seen, False
     while state.step < state.total_steps:  # a finished run that is resumed just finishes
         batches = epoch_batches(setup.examples, cfg, state.epoch, setup.process.rank, setup.process.world)
         while state.position + cfg.grad_accum <= len(batches):
@@ -353,12 +352,14 @@ def train_loop(setup, state):
             loss = optimizer_step(setup, batches[state.position:state.position + cfg.grad_accum], lr, state)
             state.position += cfg.grad_accum
             state.step += 1
-            if state.step % cfg.log_interval == 0 or state.step == state.total_steps:
+            on_schedule = state.step % cfg.log_interval == 0 or state.step == state.total_steps
+            if on_schedule or time.time() - t_last >= (30 if printed else 15):  # by time too: steps can be long
                 now = time.time()
                 state.train_time += now - t_last
                 tokens_per_s = (state.tokens_seen - tokens_last) / max(now - t_last, 1e-9)
                 t_last, tokens_last = now, state.tokens_seen
-                log_step(setup, state, loss, lr, tokens_per_s, logf)
+                log_step(setup, state, loss, lr, tokens_per_s, logf if on_schedule else None)  # log.jsonl rows stay on schedule
+                printed = True
             stop = cfg.stop_after_steps and state.step >= cfg.stop_after_steps
             if cfg.time_budget_min and elapsed > 60 * cfg.time_budget_min:
                 setup.process.log(f"time budget of {cfg.time_budget_min} min spent at step {state.step}/{state.total_steps}")
@@ -403,7 +404,6 @@ def main(argv=None):
     if resume:  # from last.pt: weights, optimizer, random generators and the TrainState saved with them
         ckpt = run_folder.resume(out, cfg, raw_model, optimizer, tok, files, process)
         state = TrainState(**{f.name: ckpt[f.name] for f in fields(TrainState)})
-    # No torch.compile: on CPU it bought nothing per step (bench_compile.py: 0.96x after 91 s of compiling).
     model = process.wrap(raw_model)  # what trains; raw_model is saved
     if process.master:
         write_json(out / "config.json", run_folder.config_record(cfg, process, tok, source, len(train), examples, files, state, raw_model, argv))
@@ -424,24 +424,24 @@ def main(argv=None):
 
 
 def finish(setup, state, source):
-    """Score the best checkpoint once on test (every way the mode is asked) and write metrics.json."""
-    cfg, out, tok, device = setup.cfg, setup.out, setup.tok, setup.process.device
-    ckpt = read_checkpoint(out / "best.pt", map_location=device)
-    model = setup.raw_model
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    test = data.load_gsm8k("test", cfg.data_dir or None)[: cfg.test_limit or None]
-    metrics = run_folder.metrics_record(cfg, model, tok, state, ckpt, source, len(test), setup.examples, setup.train_stories)
-    for task in ways_to_ask(cfg.mode):
-        _, _, correct, _ = decode_and_score(model, tok, [p.question for p in test], [p.answer for p in test], cfg.mode, task,
-                                            cfg.max_new_tokens, cfg.eval_batch, Calculator(tok) if cfg.mask_results else None,
-                                            label="test decoding" + (f" ({task})" if task else ""))
-        k = sum(correct)
-        key = "test_em" if task is None or task == "cot" else f"test_em_{task}"
-        metrics[key] = k / len(test)
-        metrics[key + "_ci95"] = wilson_interval(k, len(test))
-        print(f"test exact match{'' if task is None else f' ({task})'}: {k}/{len(test)} = {k / len(test):.3f} "
-              f"(95% CI {metrics[key + '_ci95'][0]:.3f}-{metrics[key + '_ci95'][1]:.3f})")
+    """
+    Score last.pt, the model as training left it, on seen stories with new numbers, val and test (each
+    in full, or its first test_limit problems), with the calculator where the loss is calculator-aware,
+    into the run's eval-* folders; then write metrics.json with the three scores.
+    """
+    cfg, out = setup.cfg, setup.out
+    best = read_checkpoint(out / "best.pt", map_location="cpu")  # metrics.json keeps its step and val exact match
+    seen = Path(cfg.seen_stories) if Path(cfg.seen_stories).exists() else data.ROOT / cfg.seen_stories
+    sets = {"seen": ("test", str(seen)), "val": ("val", None), "test": ("test", None)}
+    if not seen.is_file():
+        print(f"warning: seen stories {cfg.seen_stories} not found: not scored")
+        del sets["seen"]
+    scores = final_scores(out / "last.pt", sets, cfg.mask_results, cfg.test_limit, str(setup.process.device), cfg.data_dir or None)
+    metrics = run_folder.metrics_record(cfg, setup.raw_model, setup.tok, state, best, source, scores["test"]["n"], setup.examples,
+                                        setup.train_stories)
+    metrics.update({"scored_checkpoint": "last.pt", "scores": scores, "test_em": scores["test"]["exact_match"],
+                    "test_em_ci95": scores["test"]["ci95"]})
+    metrics.update({f"test_em_{task}": em for task, em in scores["test"]["by_task"].items() if task != "cot"})  # mixed: its answer task
     write_json(out / "metrics.json", metrics)
     print(f"wrote {out / 'metrics.json'}")
 

@@ -50,9 +50,11 @@ def test_presets_are_the_models_train_py_trains():
     import train
     assert list(bench.PRESETS) == list(train.PRESETS)
     cfg = train.TrainConfig()
-    assert bench.PRESETS["default"] == (cfg.d_model, cfg.n_heads, cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_ff) == (256, 4, 3, 3, 1024)
+    assert bench.PRESETS["default"] == (cfg.d_model, cfg.n_heads, cfg.n_enc_layers, cfg.n_dec_layers, cfg.d_ff) == (128, 4, 3, 3, 512)
+    assert bench.PRESETS["first-study"] == (256, 4, 3, 3, 1024)
     assert bench.PRESETS["gpu"] == (512, 8, 6, 6, 2048) and bench.PRESETS["smoke"] == (64, 2, 1, 1, 128)
-    assert bench.QUICK_PRESETS == {"smoke": (32, 2, 1, 1, 64), "default": (64, 4, 3, 3, 256), "gpu": (128, 8, 6, 6, 512)}
+    assert bench.QUICK_PRESETS == {"smoke": (32, 2, 1, 1, 64), "default": (32, 4, 3, 3, 128), "first-study": (64, 4, 3, 3, 256),
+                                   "gpu": (128, 8, 6, 6, 512)}
 
 
 def test_train_flops_is_what_torch_counts():

@@ -221,19 +221,21 @@ def test_eval_file_answers_are_read_exactly_or_refused_by_line(tmp_path):
         ev.load_problems("test", f)
 
 
-def test_run_errors_name_the_path(tmp_path):
+def test_run_errors_name_the_path(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="run folder .*nope not found"):
         eval_inputs.resolve_run(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match="has no best.pt: it holds no run"):
+    with pytest.raises(FileNotFoundError, match="has no last.pt: it holds no run"):
         eval_inputs.resolve_run(tmp_path)
     # an answer run stopped early: the advice is its own command (mode, preset), never a file that does not exist
     (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "preset": "smoke"}))
     with pytest.raises(FileNotFoundError, match=re.escape(f"start it again with `python train.py --mode answer --preset smoke --out {tmp_path} --overwrite`")):
         eval_inputs.resolve_run(tmp_path)
-    (tmp_path / "last.pt").write_bytes(b"")
-    (tmp_path / "config.json").write_text(json.dumps({"mode": "answer", "resume_command": "python train.py --mode answer --resume"}))
-    with pytest.raises(FileNotFoundError, match=re.escape(f"continue it with `python train.py --mode answer --resume`, or evaluate {tmp_path / 'last.pt'}")):
-        eval_inputs.resolve_run(tmp_path)
+    (tmp_path / "last.pt").write_bytes(b"")  # a run still training (no metrics.json): its last.pt, with a warning
+    assert eval_inputs.resolve_run(tmp_path) == (tmp_path, tmp_path / "last.pt")
+    assert "has not finished training" in capsys.readouterr().out
+    (tmp_path / "metrics.json").write_text("{}")
+    assert eval_inputs.resolve_run(tmp_path) == (tmp_path, tmp_path / "last.pt")
+    assert "has not finished" not in capsys.readouterr().out
     (tmp_path / "last.pt").unlink()
     (tmp_path / "eval.json").write_text("{not json")
     (tmp_path / "predictions.jsonl").write_text("")
@@ -276,10 +278,10 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
     runs = dict(smoke_runs)
     # a mixed run without a third training: the cot weights, asked both ways
     from checkpoint import load_checkpoint, save_checkpoint
-    model, ckpt = load_checkpoint(runs["cot"] / "best.pt")
+    model, ckpt = load_checkpoint(runs["cot"] / "last.pt")
     runs["mixed"] = tmp_path / "mixed"
     extra = {k: v for k, v in ckpt.items() if k not in ("format", "config", "model")}
-    save_checkpoint(runs["mixed"] / "best.pt", model, **{**extra, "train_config": {**ckpt["train_config"], "mode": "mixed"}})
+    save_checkpoint(runs["mixed"] / "last.pt", model, **{**extra, "train_config": {**ckpt["train_config"], "mode": "mixed"}})
     test = data.load_gsm8k("test", gsm8k_dir)[:8]
     teacher = tmp_path / "teacher.jsonl"  # right on even problems, a slip on odd ones
     trows = [{"id": p.id, "question": p.question, "gold": p.answer,
@@ -308,7 +310,7 @@ def test_end_to_end_run_and_compare(tmp_path, gsm8k_dir, smoke_runs):
     assert all(p["cut_off"] == (p["n_tokens"] == 20) for p in preds)
     eff = report["efficiency"]
     assert eff["params"] > eff["params_no_embeddings"] > 0 and eff["peak_memory_mb"] > 0
-    assert eff["checkpoint_mb"] == pytest.approx((runs["cot"] / "best.pt").stat().st_size / 2 ** 20)
+    assert eff["checkpoint_mb"] == pytest.approx((runs["cot"] / "last.pt").stat().st_size / 2 ** 20)
 
     report_dir = tmp_path / "report"
     r = env_run("--compare", runs["answer"], runs["cot"], runs["mixed"], "--teacher", teacher, "--limit", "8",
@@ -361,9 +363,9 @@ def test_evaluation_records_its_data_and_refuses_other_data_unless_asked(tmp_pat
     r = evaluate("--out", tmp_path / "notes.txt")
     assert r.returncode == 1 and "notes.txt is a file" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
-    with pytest.raises(ValueError, match="eval-small holds the evaluation of run answer \\(best.pt\\), not of run cot"):
-        eval_inputs.check_eval_out(tmp_path / "eval-small", smoke_runs["cot"], smoke_runs["cot"] / "best.pt")
-    eval_inputs.check_eval_out(tmp_path / "eval-small", run, run / "best.pt")  # the same run's: a rerun replaces it
+    with pytest.raises(ValueError, match="eval-small holds the evaluation of run answer \\(last.pt\\), not of run cot"):
+        eval_inputs.check_eval_out(tmp_path / "eval-small", smoke_runs["cot"], smoke_runs["cot"] / "last.pt")
+    eval_inputs.check_eval_out(tmp_path / "eval-small", run, run / "last.pt")  # the same run's: a rerun replaces it
     r = subprocess.run([sys.executable, "evaluate.py", "--compare", tmp_path / "eval-small", "--out", tmp_path / "report"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -96,7 +96,12 @@ def test_every_mode_end_to_end(mode, mode_runs):
     assert metrics["params"] > metrics["params_no_embeddings"] > 0 and metrics["tokens_seen"] > 0
     if mode == "mixed":
         assert "test_em_answer" in metrics
-    assert "test exact match" in r.stdout and "eta" in r.stdout
+    assert " test: exact match" in r.stdout and "eta" in r.stdout
+    scores = metrics["scores"]  # last.pt scored at the end on seen stories, val and test, each with its predictions
+    assert set(scores) == {"seen", "val", "test"} and scores["test"]["exact_match"] == metrics["test_em"]
+    for name, sc in scores.items():
+        rows = [json.loads(line) for line in (out / sc["eval"] / "predictions.jsonl").read_text().splitlines()]
+        assert sc["n"] == 32 and sc["correct"] == sum(r["correct"] for r in rows if r["task"] in (None, "cot"))
 
 
 def test_make_examples_modes(gsm8k_dir, tokenizer):
@@ -152,7 +157,7 @@ def test_ctrl_c_saves_and_its_resume_command_gives_the_same_weights(gsm8k_dir, t
     r = subprocess.run([sys.executable, *shlex.split(hint)[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     finish_train(straight)
-    assert r.stdout.count("EncoderDecoder:") == 1  # the parameter line once, resumed or not
+    assert r.stdout.count("EncoderDecoder:") == 1 + 3  # the parameter line once, resumed or not; then once per final score
     for name in ("last.pt", "best.pt"):
         a, ca = load_checkpoint(tmp_path / "straight" / name)
         b, cb = load_checkpoint(tmp_path / "broken" / name)
