@@ -83,13 +83,14 @@ class RequestShape:
     """
     What every request of this run sends, shared by the worker threads: which field carries the
     token cap, whether a temperature is sent, whether the instructions go in a system message.
-    Each change is said once on stderr and kept in `notes` for the summary.
+    Each change is said once on stderr and kept in `notes` for the summary; clients of one model
+    share one shape (so one note), and a label says which model a note is about where there are two.
     Example: RequestShape().body("llama3", messages, 0.7, 512)["max_tokens"] == 512
     """
 
-    def __init__(self):
+    def __init__(self, label=""):
         self.cap_field, self.send_temperature, self.system_role = "max_tokens", True, True
-        self.notes, self.lock = [], threading.Lock()
+        self.notes, self.lock, self.label = [], threading.Lock(), label
 
     def body(self, model, messages, temperature, max_tokens):
         with self.lock:
@@ -125,8 +126,8 @@ class RequestShape:
         return True
 
     def say(self, note):
-        self.notes.append(note)
-        print(f"note: {note}", file=sys.stderr, flush=True)
+        self.notes.append(f"{self.label}{note}")
+        print(f"note: {self.label}{note}", file=sys.stderr, flush=True)
 
     def record(self, temperature, max_tokens):
         """

@@ -3,24 +3,28 @@ New problems written by the teacher: it is shown k random GSM8K train problems w
 solutions in the trace format and asked for new ones. One is kept only when its solution
 checks (traces.check_trace), a second solution that the teacher writes alone, asked as
 teacher.py asks for any problem, has the same answer, its question has two numbers, and it
-shares no 13-gram of words with a GSM8K test, val or train question nor with a problem already
-kept (extra_problems.py). It serves teacher.py (`--write-problems N` runs this file, which
+is no near-copy of a GSM8K test, val or train question nor of a problem already kept
+(near_copies.py: the same story in other names, order, words or numbers). It serves teacher.py (`--write-problems N` runs this file, which
 reuses teacher.py's client, output file and accounting); train.py reads what it keeps
 (`--extra-problems FILE`, extra_problems.py).
 
 The reply format the teacher is asked for (and the only one read):
     blocks separated by a line `---`; each block a line `Question: ...` holding the whole
     problem, then its solution in the trace format: one step per line, every computation an
-    equation, a last line `#### N`.
+    equation, a last line `#### N`. Zero-width and bidirectional control characters (Unicode's
+    format characters) are stripped from the reply first: unseen, they would hide a copied story
+    from the near-copy check, split a number, or make a question read differently than it prints.
 
 Example:
     python teacher.py --write-problems 100 --base-url http://localhost:8000/v1 --model M --out written.jsonl
     python train.py --mode cot --extra-problems written.jsonl
 
 Output: append-only JSONL flushed line by line (a rerun of the same command resumes, keeping
-no duplicate) and a summary <out>.summary.json with the requests, tokens, cost and the
-rejections by reason. Exit codes as teacher.py's: 0 done, 1 stopped by the API, 2 bad input,
-3 the request budget (--max-requests) or the server gave out before N were kept, 130 interrupted.
+no duplicate; a second run on the same --out is refused while the first runs: <out>.lock) and a
+summary <out>.summary.json with the requests as sent, tokens, cost and the rejections by reason.
+Exit codes as teacher.py's: 0 done, 1 stopped by the API, 2 bad input (or --out in use), 3 the
+request budget (--max-requests) or the server gave out before N were kept, 130 interrupted (143
+after SIGTERM; either way the summary is written).
 """
 import argparse
 import json
@@ -31,19 +35,21 @@ import signal
 import sys
 import threading
 import time
+import unicodedata
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from cli_checks import arg_number
 from data import NUMBER, extract_answer, load_gsm8k
-from extra_problems import NgramIndex, gsm8k_index
+from near_copies import NearCopyIndex, gsm8k_near_copy_index
 from files import write_atomic
 from replies import normalize_reply, validate_trace
 from teacher import KEY_ENV_VARS, Client, FatalAPIError, RequestFailed, build_messages, pick_shots
 from teacher_http import scrub_url
-from teacher_ledger import Ledger, add_totals, previous_totals, read_rows, refuse_foreign
-from teacher_run import positive_seconds, record_failure
+from teacher_ledger import CUT_OFF_EMPTY, Ledger, add_totals, lock_output, previous_totals, read_rows, refuse_foreign
+from teacher_run import cut_off_advice, positive_seconds, record_failure, stop_on_sigterm
 from traces import check_trace, reference_to_trace, trace_verdict
 
 # -----------------------------------------------------------------------------
@@ -81,6 +87,15 @@ def writer_messages(pool, k, n_new, rng):
     return [{"role": "system", "content": WRITER_PROMPT}, {"role": "user", "content": ask}]
 
 
+def strip_invisible(text):
+    """
+    text without Unicode's format characters (category Cf: zero-width spaces and joiners, the
+    bidirectional marks, embeddings, overrides and isolates, the byte order mark, soft hyphens).
+    Example: strip_invisible("Ann has 1\u200b2 \u202ecats") == "Ann has 12 cats"
+    """
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 QUESTION_LINE = re.compile(r"^[*_#\s]*question(?:\s*\d+)?[*_\s]*[:.][*_\s]*(.+)$", re.IGNORECASE)
 
 
@@ -88,10 +103,11 @@ def parse_reply(text, truncated=False):
     """
     The blocks of a writer's reply as (question, trace, why): why is None for a block in the
     reply format, else malformed (no 'Question:' line, no solution, no '#### N' last line) or
-    truncated (the last block of a reply cut off at --max-tokens).
+    truncated (the last block of a reply cut off at --max-tokens). Invisible characters are
+    stripped first (strip_invisible).
     Example: parse_reply("Question: 2 and 3?\\n2 + 3 = 5\\n#### 5\\n---\\nQuestion: no answer")[1][2] == "malformed"
     """
-    blocks = [b for b in re.split(r"(?m)^[ \t]*-{3,}[ \t]*$", text.replace("\r\n", "\n")) if b.strip()]
+    blocks = [b for b in re.split(r"(?m)^[ \t]*-{3,}[ \t]*$", strip_invisible(text).replace("\r\n", "\n")) if b.strip()]
     out = []
     for i, block in enumerate(blocks):
         lines = [line.strip() for line in block.strip().split("\n") if line.strip()]
@@ -115,8 +131,8 @@ def block_verdict(question, trace, indexes, min_equations):
     """
     Why a written problem must not be kept, before any second solution is asked for, or None:
     its solution's verdict (unparsed, false_equation, no_equation: traces.trace_verdict against its
-    own answer), too_few_numbers (under two in the question), or near_copy_<label>: a 13-gram shared
-    with a question of one of the NgramIndexes (GSM8K test, val and train; the problems kept; those checked).
+    own answer), too_few_numbers (under two in the question), or near_copy_<label>: a near-copy of a
+    question of one of the NearCopyIndexes (GSM8K test, val and train; the problems kept; those checked).
     Example: block_verdict("Ann has 2 cats and 3 dogs. How many pets?", "2 + 3 = 6\\n#### 6", [], 1) == "false_equation"
     """
     reason = trace_verdict(trace, extract_answer(trace), min_equations)
@@ -124,19 +140,22 @@ def block_verdict(question, trace, indexes, min_equations):
         return reason
     if len(NUMBER.findall(question)) < 2:
         return "too_few_numbers"
-    label = next(filter(None, (index.find(question) for index in indexes)), None)
+    label = next(filter(None, (index.find(question, trace) for index in indexes)), None)
     return f"near_copy_{label}" if label else None
 
 
 def second_solution(question, answer, args, solver, shots):
     """
     Solve the question alone, as teacher.py asks for any problem (its prompt and checks), without
-    the written solution: (reply, solver trace, reason); reason None when its answer is `answer`.
+    the written solution: (reply, solver trace, reason); reason None when its answer is `answer`,
+    else solver_<why> (solver_cut_off_before_any_text: --solver-max-tokens spent on hidden reasoning).
     Raises RequestFailed when the request failed after its retries.
     Example: reply, trace, reason = second_solution(q, "18", args, solver, shots)
     """
     reply = solver.chat(build_messages(question, shots), args.solver_temperature, args.solver_max_tokens)
     trace, reason = validate_trace(reply["text"], reply["finish_reason"], answer, args.min_equations)
+    if reason == "truncated" and not reply["text"].strip():
+        reason = CUT_OFF_EMPTY
     return reply, trace, None if reason is None else "solver_disagrees" if reason == "wrong_answer" else f"solver_{reason}"
 
 
@@ -156,9 +175,12 @@ class Writer:
     def __init__(self, args, client, solver, train, known, rows):
         self.args, self.client, self.solver, self.known = args, client, solver, known
         self.pool, self.shots = example_pool(train), pick_shots(train, args.shots)
-        self.kept, self.checked, self.rejected = NgramIndex(), NgramIndex(), Counter()
+        if args.examples > len(self.pool):  # checked before the output file is opened
+            raise ValueError(f"--examples {args.examples} is more than the {len(self.pool)} train problems fit to show "
+                             f"as examples: give at most {len(self.pool)} (default 5)")
+        self.kept, self.checked, self.rejected = NearCopyIndex(), NearCopyIndex(), Counter()
         for row in rows:
-            self.kept.add(row["question"], "kept")
+            self.kept.add(row["question"], "kept", row.get("trace"))
         self.n_kept, self.n_before, self.started, self.n_asked = len(rows), len(rows), 0, 0
         self.ledger, self.lock = Ledger(args.out), threading.Lock()
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -189,8 +211,9 @@ class Writer:
             pool.shutdown(wait=False, cancel_futures=True)
             self.ledger.close()
         if status == "done" and self.n_kept < self.args.write_problems:
-            why = (f"the last {self.ledger.failed_in_a_row} requests all failed after their retries (check the server at "
-                   f"{scrub_url(self.args.base_url)})" if server_gone else f"--max-requests {self.args.max_requests} spent")
+            why = (f"the last {self.ledger.failed_in_a_row} requests all failed after their retries (failed attempts: "
+                   f"{dict(sorted(self.ledger.failures.items()))}; check the server at {scrub_url(self.args.base_url)})"
+                   if server_gone else f"--max-requests {self.args.max_requests} spent")
             status, error = "failed", (f"{why} with {self.n_kept} of {self.args.write_problems} problems kept; "
                                        f"rerun the same command to resume (with a higher --max-requests to allow more)")
         return status, error
@@ -211,14 +234,15 @@ class Writer:
             reply = self.client.chat(writer_messages(self.pool, a.examples, a.per_request, rng), a.temperature, a.max_tokens)
         except RequestFailed as e:
             return record_failure(e, a, self.client, self.ledger)
-        self.ledger.record(reply)
+        cut_off_empty = reply["finish_reason"] == "length" and not reply["text"].strip()  # hidden reasoning spent the cap
+        self.ledger.record(reply, CUT_OFF_EMPTY if cut_off_empty else None)
         for block, (question, trace, why) in enumerate(parse_reply(reply["text"], reply["finish_reason"] == "length")):
             with self.lock:  # the check and the claim at once: a thread with the same story sees it claimed
                 why = why or block_verdict(question, trace, [self.known, self.kept, self.checked], a.min_equations)
                 if why:
                     self.rejected[why] += 1
                 else:
-                    self.checked.add(question, "checked")
+                    self.checked.add(question, "checked", trace)
             if not why and self.take_request():
                 self.check_and_keep(question, trace, f"{request}#{block}")
 
@@ -237,7 +261,7 @@ class Writer:
                    "source": "written", "model": a.model, "solver_model": a.solver_model,
                    "solver_answer": extract_answer(solver_trace), "solver_trace": solver_trace, "request": request}
             self.ledger.record(reply, None, row)
-            self.kept.add(question, "kept")
+            self.kept.add(question, "kept", trace)
             self.n_kept += 1
 
     def counts(self):
@@ -246,31 +270,38 @@ class Writer:
         return {**c, "rejections": dict(sorted((Counter(c["rejections"]) + self.rejected).items()))}
 
 
-def kept_so_far(out, model):
+def kept_so_far(out, model, solver_model):
     """
     The rows already in the output file (a rerun resumes from them): problems this file wrote for
-    the same model, else an error naming the file (teacher.read_rows refuses a file not ours).
-    Example: rows = kept_so_far(Path("written.jsonl"), "gpt-4o")
+    the same model and solver model, else an error naming the file (teacher.read_rows refuses a
+    file not ours): one file holds one writer's problems, each checked by the same solver.
+    Example: rows = kept_so_far(Path("written.jsonl"), "gpt-4o", "gpt-4o")
     """
     refuse_foreign(out)
-    rows = read_rows(out)  # checked before a cut-off last line is cut: a file of another kind is left as it is
+    rows = read_rows(out, warn=False)  # checked before a cut-off last line is cut (and warned of, once, below)
     for i, row in enumerate(rows, 1):
         if row.get("source") != "written":
             raise ValueError(f"{out}: row {i} is not a written problem (teacher traces?): pass another --out")
         if row.get("model") != model:
             raise ValueError(f"{out} holds problems written by {row.get('model')!r}, not {model!r}: pass another --out")
+        if row.get("solver_model") != solver_model:
+            raise ValueError(f"{out} holds problems solved again by {row.get('solver_model')!r}, not {solver_model!r}: "
+                             f"pass the same --solver-model, or another --out")
     return read_rows(out, repair=True)
 
 
 def write_summary(args, writer, status, error, rows_before):
-    """The summary beside the output: this run's counts, their totals over every run, and the cost of one kept problem."""
+    """The summary beside the output: this run's counts, their totals over every run, the cost of one kept problem, and
+    what the writer's and the solver's requests sent (request, solver_request: after any adaptation to the server)."""
     path = Path(f"{args.out}.summary.json")
     this_run, kept = writer.counts(), writer.n_kept - rows_before
     per_kept = {k: round(this_run[k] / kept, 2) if kept else None for k in ("requests", "prompt_tokens", "completion_tokens")}
     summary = {"mode": "write_problems", "status": status, "error": error, "model": args.model,
                "solver_model": args.solver_model, "base_url": scrub_url(args.base_url), "out": str(args.out),
                "wanted": args.write_problems, "kept_in_file": writer.n_kept, "kept_this_run": kept,
-               "per_kept_problem": per_kept, "this_run": this_run, "total": add_totals(previous_totals(path), this_run)}
+               "per_kept_problem": per_kept, "request": writer.client.shape.record(args.temperature, args.max_tokens),
+               "solver_request": writer.solver.shape.record(args.solver_temperature, args.solver_max_tokens),
+               "this_run": this_run, "total": add_totals(previous_totals(path), this_run)}
     write_atomic(path, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -281,29 +312,32 @@ def write_summary(args, writer, status, error, rows_before):
 def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     flag = parser.add_argument  # one flag a line
-    flag("--write-problems", type=int, required=True, metavar="N", help="new problems to keep (counting those already in --out)")
+    count, at_least_0 = arg_number(int, at_least=1), arg_number(float, at_least=0)  # numbers out of range: usage errors
+    flag("--write-problems", type=count, required=True, metavar="N", help="new problems to keep (counting those already in --out)")
     flag("--base-url", required=True, help="OpenAI-compatible API root, before /chat/completions")
     flag("--model", required=True, help="the model that writes the problems")
-    flag("--solver-model", help="the model that solves each one again, alone (default: --model)")
+    flag("--solver-model", help="the model that solves each one again, alone (default: --model; a resume needs the same)")
     flag("--out", help="output JSONL (default: traces/<model>-problems.jsonl); the summary goes to <out>.summary.json")
     flag("--data-dir", help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
     flag("--seed", type=int, default=0, help="draws the examples shown in each request")
-    flag("--examples", type=int, default=5, help="train problems with their solutions shown in each request")
-    flag("--per-request", type=int, default=5, help="new problems asked for in each request")
-    flag("--workers", type=int, default=4, help="requests at a time")
-    flag("--max-requests", type=int, help="requests this run may make, writing and solving (default: 10 x N)")
-    flag("--temperature", type=float, default=1.0, help="the writer's sampling temperature")
-    flag("--max-tokens", type=int, default=2048, help="longest writer reply; a block cut off there is rejected")
-    flag("--shots", type=int, default=4, help="worked examples in the solver's prompt, as teacher.py --shots")
-    flag("--solver-temperature", type=float, default=0.0, help="the second solution's temperature")
-    flag("--solver-max-tokens", type=int, default=512, help="longest second solution")
-    flag("--min-equations", type=int, default=1, help="fewer checkable equations in either solution: rejected")
+    flag("--examples", type=count, default=5, help="train problems with their solutions shown in each request")
+    flag("--per-request", type=count, default=5, help="new problems asked for in each request")
+    flag("--workers", type=count, default=4, help="requests at a time")
+    flag("--max-requests", type=count, help="requests this run may make, writing and solving (default: 10 x N)")
+    flag("--temperature", type=at_least_0, default=1.0, help="the writer's sampling temperature")
+    flag("--max-tokens", type=count, default=2048, help="longest writer reply; a block cut off there is rejected")
+    flag("--shots", type=arg_number(int, at_least=0), default=4,
+         help="worked examples in the solver's prompt, as teacher.py --shots (0: none)")
+    flag("--solver-temperature", type=at_least_0, default=0.0, help="the second solution's temperature")
+    flag("--solver-max-tokens", type=count, default=512, help="longest second solution")
+    flag("--min-equations", type=arg_number(int, at_least=0), default=1, help="fewer checkable equations in either solution: rejected")
     flag("--timeout", type=positive_seconds, default=60.0, help="seconds a request may take before it is retried")
-    flag("--max-retries", type=int, default=6, help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
-    flag("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
-    flag("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
-    flag("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost")
-    flag("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost")
+    flag("--max-retries", type=arg_number(int, at_least=0), default=6,
+         help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
+    flag("--backoff", type=at_least_0, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
+    flag("--max-wait", type=at_least_0, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
+    flag("--price-in", type=at_least_0, default=0.0, help="USD per million prompt tokens, for the cost")
+    flag("--price-out", type=at_least_0, default=0.0, help="USD per million completion tokens, for the cost")
     return parser
 
 
@@ -313,29 +347,48 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not re.match(r"https?://", args.base_url) or "@" in urlsplit(args.base_url).netloc:
         parser.error("--base-url must start with http:// or https:// and hold no credentials (put the key in TEACHER_API_KEY)")
-    if min(args.write_problems, args.examples, args.per_request, args.workers) < 1 or (args.max_requests or 1) < 1:
-        parser.error("--write-problems, --examples, --per-request, --workers and --max-requests must be at least 1")
     args.solver_model = args.solver_model or args.model
     args.max_requests = args.max_requests or 10 * args.write_problems
     slug = re.sub(r"[^\w.-]+", "-", args.model).strip("-")
     args.out = args.out or f"traces/{slug}-problems.jsonl"
-    key = next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
     try:
-        rows = kept_so_far(Path(args.out), args.model)
+        refuse_foreign(args.out)  # the file and its summary path, before the lock and any request
+        lock = lock_output(args.out)  # a second run on this --out is refused while this one runs
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with lock:
+        return write_problems(args)
+
+
+def write_problems(args):
+    """The run, under the lock of its --out: read what is kept, ask until N are kept, write the summary; the exit code."""
+    key = next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
+    client = Client(args.base_url, args.model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
+    solver = Client(args.base_url, args.solver_model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
+    solver.stop = client.stop  # one run: a fatal error or Ctrl-C stops both
+    if args.solver_model == args.model:
+        solver.shape = client.shape  # one model: adapted once, and said once
+    else:
+        client.shape.label, solver.shape.label = f"writer {args.model}: ", f"solver {args.solver_model}: "
+    try:
+        rows = kept_so_far(Path(args.out), args.model, args.solver_model)
         train = load_gsm8k("train", args.data_dir)
-        known = gsm8k_index(args.data_dir, ("test", "val", "train"))  # train too: a copy of a train story is no new problem
+        known = gsm8k_near_copy_index(args.data_dir, ("test", "val", "train"))  # train too: a copy of a train story is no new problem
+        writer = Writer(args, client, solver, train, known, rows)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{len(rows)} of {args.write_problems} problems already kept in {args.out}")
-    client = Client(args.base_url, args.model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
-    solver = Client(args.base_url, args.solver_model, key, args.timeout, args.max_retries, args.backoff, args.max_wait)
-    solver.stop = client.stop  # one run: a fatal error or Ctrl-C stops both
-    writer = Writer(args, client, solver, train, known, rows)
     status, error = writer.run()
     summary = write_summary(args, writer, status, error, len(rows))
-    print("rejected: " + (", ".join(f"{k} {v}" for k, v in summary["this_run"]["rejections"].items()) or "none"))
+    rejections = summary["this_run"]["rejections"]
+    print("rejected: " + (", ".join(f"{k} {v}" for k, v in rejections.items()) or "none"))
     print(json.dumps(summary))
+    for advice in (cut_off_advice(rejections.get(CUT_OFF_EMPTY), "--max-tokens", args.max_tokens),
+                   cut_off_advice(rejections.get(f"solver_{CUT_OFF_EMPTY}"), "--solver-max-tokens", args.solver_max_tokens)):
+        if advice:
+            print(advice, file=sys.stderr)
     if status == "interrupted":
         print(f"interrupted: every kept problem is in {args.out}; rerun the same command to resume", file=sys.stderr)
     elif error:
@@ -345,7 +398,9 @@ def main(argv=None):
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops cleanly, as in teacher.py
+    terminated = stop_on_sigterm()  # and SIGTERM as Ctrl-C: the summary keeps this run's cost in the totals
     code = main()
+    code = 143 if code == 130 and terminated.is_set() else code
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # a request still in flight holds nothing worth waiting for

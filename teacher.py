@@ -18,8 +18,9 @@ Usage:
 The API key is read from $TEACHER_API_KEY, else $OPENAI_API_KEY; local servers need none.
 Requests send max_tokens and a temperature, as every server takes them; a model that refuses one
 (a reasoning model) has the request adapted once, for the whole run (see api_adapt.py).
-Exit codes: 0 done, 1 stopped by the API (400/401/403/404), 2 bad input, 3 too few problems
-succeeded (--min-success), 130 interrupted.
+Exit codes: 0 done, 1 stopped by the API (400/401/403/404), 2 bad input (or --out in use by another
+run), 3 too few problems succeeded (--min-success), 130 interrupted (143 after SIGTERM: the summary
+is written as on Ctrl-C).
 """
 import argparse
 import json
@@ -35,13 +36,15 @@ from pathlib import Path
 import requests
 
 from api_adapt import ParameterRefused, RequestShape, read_refusal, refusal_line
+from cli_checks import arg_number
 from data import extract_answer, load_gsm8k
 from download import iter_body
 from recorded import generate_reference, score_recorded
 from replies import normalize_reply, validate_trace
-from teacher_http import parse_retry_after, scrub_url, secret_forms
-from teacher_ledger import CUT_OFF_EMPTY, Ledger, outputs_so_far, progress_line, refuse_foreign
-from teacher_run import check_teacher_args, exit_code, positive_seconds, record_failure, share, write_summary
+from teacher_http import ReplyTooLarge, parse_retry_after, read_capped, read_usage, scrub_url, secret_forms
+from teacher_ledger import CUT_OFF_EMPTY, Ledger, lock_output, outputs_so_far, progress_line, refuse_foreign
+from teacher_run import (check_teacher_args, exit_code, positive_seconds, record_failure, share, stop_on_sigterm,
+                         write_summary)
 from traces import check_trace, reference_to_trace
 
 
@@ -68,17 +71,17 @@ The last line is #### followed by the final answer as a plain number, for exampl
 def pick_shots(train, n):
     """
     Worked examples for the prompt from the train split's reference solutions (never test):
-    the first n whose traces are short and have two to four equations that all hold.
+    the first n whose traces are short and have two to four equations that all hold (none for n 0).
     Example: shots = pick_shots(load_gsm8k("train"), 5)
     """
     shots = []
     for p in train:
+        if len(shots) >= n:
+            break
         trace = reference_to_trace(p.solution)
         c = check_trace(trace)
         if 2 <= c["n_steps"] <= 4 and c["all_hold"] and len(trace) < 400:
             shots.append((p.question, trace))
-            if len(shots) == n:
-                break
     return shots
 
 
@@ -115,6 +118,7 @@ class Client:
     5xx and malformed replies are retried with exponential backoff and jitter (Retry-After
     honoured, capped at max_wait); 400, 401, 403, 404 (and any other 4xx) raise FatalAPIError,
     except a 400 refusing a parameter the request can do without (see chat and api_adapt.py).
+    A reply over 32 MiB unpacked fails its request at once (teacher_http.read_capped).
     Each try must be over within `timeout` seconds, start to last byte. Everything the server
     says passes redact() before it leaves this class: some servers echo the key.
     Setting `stop` makes every thread give up at its next wait.
@@ -165,7 +169,7 @@ class Client:
                 # would hold it for ever: stream the body and hold the whole try to a deadline
                 deadline = time.monotonic() + self.timeout
                 with self.local.session.post(self.url, json=body, headers=headers, timeout=self.timeout, stream=True) as r:
-                    content = b"".join(iter_body(r, deadline))
+                    content = read_capped(iter_body(r, deadline))
                 latency = time.perf_counter() - t0
                 said = self.redact(content.decode("utf-8", "replace"))  # redact, then cut: a cut key would half leak
                 if r.status_code == 400 and (refusal := read_refusal(said)):
@@ -187,6 +191,10 @@ class Client:
                 why = type(e).__name__
             except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as e:  # not JSON, or fields missing
                 why = f"malformed reply ({type(e).__name__})"
+            except ReplyTooLarge as e:  # asking again would fetch as much again
+                why = str(e)
+                failures.append(why)
+                break
             failures.append(why)
             if attempt == self.max_retries or self.stop.is_set():
                 break
@@ -202,13 +210,12 @@ class Client:
             text = ""
         if not isinstance(text, str):
             raise TypeError("no text in the reply")
-        usage = reply.get("usage") or {}
-        # a reasoning model's hidden tokens: billed, and already counted in completion_tokens
-        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+        # a reasoning model's hidden tokens: billed, and already counted in completion_tokens; a usage
+        # block that is missing or invalid counts nothing and is flagged (the Ledger warns once)
+        prompt, completion, reasoning, usage_problem = read_usage(reply.get("usage"))
         return {"text": self.redact(text), "finish_reason": None if finish is None else self.redact(str(finish)),
-                "latency_s": round(latency, 3), "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "completion_tokens": int(usage.get("completion_tokens") or 0), "reasoning_tokens": int(reasoning or 0),
-                "retries": retries, "failures": failures}
+                "latency_s": round(latency, 3), "prompt_tokens": prompt, "completion_tokens": completion,
+                "reasoning_tokens": reasoning, "usage_problem": usage_problem, "retries": retries, "failures": failures}
 
 
 # -----------------------------------------------------------------------------
@@ -327,26 +334,32 @@ def get_parser():
     a("--out", help="output JSONL (default: traces/<model>-<split>.jsonl, traces/<model>-eval-<split>.jsonl with "
                     "--eval, traces/reference-<split>.jsonl); the summary goes to <out>.summary.json")
     a("--data-dir", help="GSM8K folder (default: $GSM8K_DIR, else data/gsm8k)")
-    a("--limit", type=int, help="only the first N problems of the split")
-    a("--samples", type=int, default=1, help="distinct accepted traces to keep per problem")
-    a("--max-attempts", type=int, help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
-    a("--min-equations", type=int, default=1, help="reject traces with fewer checkable equations (0: off)")
-    a("--shots", type=int, default=4, help="worked examples from the train split in the prompt")
-    a("--temperature", type=float, help="sampling temperature (default: 0.7, or 0 with --eval; none for a model that "
+    a("--limit", type=arg_number(int, at_least=1), help="only the first N problems of the split")
+    a("--samples", type=arg_number(int, at_least=1), default=1, help="distinct accepted traces to keep per problem")
+    a("--max-attempts", type=arg_number(int, at_least=1),
+      help="requests per problem and run before giving up on it (default: 2 * samples + 2)")
+    a("--min-equations", type=arg_number(int, at_least=0), default=1,
+      help="reject traces with fewer checkable equations (0: off)")
+    a("--shots", type=arg_number(int, at_least=0), default=4, help="worked examples from the train split in the prompt (0: none)")
+    a("--temperature", type=arg_number(float, at_least=0), help="sampling temperature (default: 0.7, or 0 with --eval; none for a model that "
                                          "takes only its default)")
-    a("--max-tokens", type=int, default=512, help="longest reply in tokens, a reasoning model's hidden reasoning "
+    a("--max-tokens", type=arg_number(int, at_least=1), default=512, help="longest reply in tokens, a reasoning model's hidden reasoning "
                                                   "included; a reply cut off there is rejected")
-    a("--workers", type=int, default=8, help="concurrent requests")
+    a("--workers", type=arg_number(int, at_least=1), default=8, help="concurrent requests")
     a("--timeout", type=positive_seconds, default=60.0,
       help="seconds a request may take, first byte sent to last byte received, before it is retried")
-    a("--max-retries", type=int, default=6, help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
-    a("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled on each retry, with jitter")
-    a("--max-wait", type=float, default=60.0, help="cap in seconds on any retry delay, Retry-After included")
+    a("--max-retries", type=arg_number(int, at_least=0), default=6,
+      help="retries of a request on connection errors, timeouts, 408/409/429/5xx")
+    a("--backoff", type=arg_number(float, at_least=0), default=1.0,
+      help="first retry delay in seconds, doubled on each retry, with jitter")
+    a("--max-wait", type=arg_number(float, at_least=0), default=60.0,
+      help="cap in seconds on any retry delay, Retry-After included")
     a("--min-success", type=share, default=0.5,
       help="exit 3 (status failed) if fewer than this share of the problems asked got a trace kept (with --eval: "
            "a reply); 0: never")
-    a("--price-in", type=float, default=0.0, help="USD per million prompt tokens, for the cost estimate")
-    a("--price-out", type=float, default=0.0, help="USD per million completion tokens, for the cost estimate")
+    a("--price-in", type=arg_number(float, at_least=0), default=0.0, help="USD per million prompt tokens, for the cost estimate")
+    a("--price-out", type=arg_number(float, at_least=0), default=0.0,
+      help="USD per million completion tokens, for the cost estimate")
     return parser
 
 
@@ -369,11 +382,13 @@ def main(argv=None):
             print(json.dumps(generate_reference(problems, args.out)))
             return 0
         check_teacher_args(parser, args)
+        refuse_foreign(args.out)  # before the lock and any request: a bad --out (or summary path) is said at once
         api_key = next((os.environ[v] for v in KEY_ENV_VARS if os.environ.get(v)), None)
         client = Client(args.base_url, args.model, api_key, args.timeout, args.max_retries, args.backoff, args.max_wait)
         # one more than needed, so a train problem that is itself an example can be left out of its prompt
         shots = pick_shots(load_gsm8k("train", args.data_dir), args.shots + 1)
-        summary = run_teacher(args, problems, client, shots)
+        with lock_output(args.out):  # a second run on this --out is refused while this one runs
+            summary = run_teacher(args, problems, client, shots)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -384,7 +399,9 @@ def main(argv=None):
 if __name__ == "__main__":
     # Ctrl-C is how a run stops cleanly: keep it so where the shell started us with SIGINT ignored (`cmd &`)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminated = stop_on_sigterm()  # SIGTERM stops the run as Ctrl-C does: the summary keeps its cost
     code = main()
+    code = 143 if code == 130 and terminated.is_set() else code
     sys.stdout.flush()
     sys.stderr.flush()
     # requests still in flight would hold the interpreter open for up to --timeout, and

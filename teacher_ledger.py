@@ -1,15 +1,18 @@
 """
 The teacher's output file and the counts kept beside it; it serves teacher.py (and recorded.py).
 The file is append-only JSONL with one writer, the Ledger, which also counts requests, retries,
-rejections, tokens and latency. Here too: the refusal to touch a file that is not teacher.py's
-output, reading rows back after a kill, resuming from them, cost and latency, the totals over
-every run into one file, and the scores of an --eval file.
+rejections, tokens and latency (and replies whose usage block is missing or invalid, warned of
+once). Here too: the refusal to touch a file that is not teacher.py's output (or whose summary
+path is a folder), the lock that keeps a second run off an output file, reading rows back after a
+kill, resuming from them, cost and latency, the totals over every run into one file, and the
+scores of an --eval file.
 
 Example:
     ledger = Ledger("traces/gpt-4o-train.jsonl")
     ledger.record(reply, None, row)
     ledger.counts(2.5, 10)["cost_usd"]
 """
+import fcntl
 import json
 import os
 import sys
@@ -24,18 +27,29 @@ from files import check_output_file
 
 ROW_START = b'{"id": '  # how json.dumps begins every row written here: the mark of our files
 CUT_OFF_EMPTY = "cut_off_before_any_text"  # finish_reason length, no text: hidden reasoning spent the cap
+USAGE_WARNINGS = {  # said once a run, at the first reply of each kind (teacher_http.read_usage)
+    "usage_missing": "the server sent a reply without a usage block: its tokens, and so its cost, are not counted "
+                     "(the summary counts such replies as usage_missing); check --price-in and --price-out against "
+                     "the provider's bill",
+    "usage_invalid": "the server sent a reply whose usage block is invalid (a negative or fractional count, or more "
+                     "reasoning than completion tokens): its tokens are not counted (the summary counts such replies "
+                     "as usage_invalid)"}
 
 
 def refuse_foreign(path):
     """
-    Raise ValueError (naming the file) unless path can be written (files.check_output_file) and
-    is missing, empty or this tool's output (a live, --eval, --recorded or reference run's):
-    every line starts as our rows do (the last may be cut anywhere by a kill). So a script or a
-    README given as --out is refused before a byte of it changes.
+    Raise ValueError (naming the file) unless path can be written (files.check_output_file), its
+    summary (<path>.summary.json) too, and path is missing, empty or this tool's output (a live,
+    --eval, --recorded or reference run's): every line starts as our rows do (the last may be cut
+    anywhere by a kill). So a script or a README given as --out is refused before a byte of it
+    changes, and a summary that could not be written fails before any request, not after them all.
     Example: refuse_foreign("traces/gpt-4o-train.jsonl")  # returns, or raises
     """
-    path = Path(path)
+    path, summary = Path(path), Path(f"{path}.summary.json")
     check_output_file(path)
+    if summary.is_dir():
+        raise ValueError(f"{summary}, where the summary of --out {path} goes, is a folder: move it away or pass another --out")
+    check_output_file(summary)
     lines = path.read_bytes().split(b"\n") if path.exists() else []
     for i, line in enumerate(lines, 1):
         cut = i == len(lines)  # no newline after it: possibly cut short by a kill
@@ -44,12 +58,36 @@ def refuse_foreign(path):
                              f"and was left untouched; pass another --out")
 
 
-def read_rows(path, repair=False):
+def lock_output(path):
+    """
+    Hold an exclusive lock on <path>.lock while this run lives (the system drops it at exit, even on
+    kill -9), as train.py holds its run folder's: a second run appending to the same output file
+    would ask the same problems again and duplicate ids. Raises ValueError in one line if another
+    run holds it. Returns the open lock file: keep it referenced; closing it releases the lock.
+    Example: with lock_output("written.jsonl"): ...  # the run
+    """
+    lock_path = Path(f"{path}.lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(lock_path, "a")
+    except OSError as e:
+        raise ValueError(f"{lock_path}: cannot open the lock of --out {path} ({e.strerror}); pass another --out") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ValueError(f"{path} is in use by another run (it holds {lock_path}); wait for it to end or pass another "
+                         f"--out") from None
+    return lock
+
+
+def read_rows(path, repair=False, warn=True):
     """
     Rows of an append-only JSONL file. A last line cut off by a kill is left out with a warning
-    (and cut from the file when repair is set, so appending can go on); a bad earlier line is
-    an error, since only the last line can be half-written. Nothing is cut from a file that is
-    not ours or has a bad line: those are errors first.
+    (and cut from the file when repair is set, so appending can go on; warn=False: without the
+    warning, for a first look before the repair, which says it); a bad earlier line is an error,
+    since only the last line can be half-written. Nothing is cut from a file that is not ours or
+    has a bad line: those are errors first.
     Example: rows = read_rows("traces/gpt-4o-train.jsonl", repair=True)
     """
     path = Path(path)
@@ -72,7 +110,7 @@ def read_rows(path, repair=False):
                 rows.append(json.loads(line))
             except ValueError:
                 raise ValueError(f"{path}:{i}: not valid JSON; fix or remove that line") from None
-    if keep < len(raw):
+    if keep < len(raw) and warn:
         print(f"warning: {path}: dropped a cut-off last line ({len(raw) - keep} bytes); earlier lines are intact",
               file=sys.stderr)
         if repair:
@@ -96,6 +134,7 @@ class Ledger:
         self.reasoning_tokens = 0  # the part of completion_tokens a reasoning model spent unseen
         self.latencies, self.rejections, self.failures = [], Counter(), Counter()
         self.failed_in_a_row = 0  # requests that failed after all their retries, since the last reply
+        self.usage_problems = Counter()  # replies whose usage block is missing or invalid: their tokens are not counted
 
     def record(self, reply, reason=None, row=None, retries=0, failures=()):
         with self.lock:
@@ -112,6 +151,7 @@ class Ledger:
                 self.completion_tokens += reply["completion_tokens"]
                 self.reasoning_tokens += reply["reasoning_tokens"]
                 self.latencies.append(reply["latency_s"])
+                self.count_usage_problem(reply.get("usage_problem"))
             if reason:
                 self.rejections[reason] += 1
             if row is not None:
@@ -119,6 +159,13 @@ class Ledger:
                 self.f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 self.f.flush()
                 self.accepted += 1
+
+    def count_usage_problem(self, problem):
+        """Count a reply whose usage block is missing or invalid; the first of each kind is warned of on stderr."""
+        if problem:
+            self.usage_problems[problem] += 1
+            if self.usage_problems[problem] == 1:
+                print(f"warning: {USAGE_WARNINGS[problem]}", file=sys.stderr, flush=True)
 
     def close(self):
         with self.lock:
@@ -129,7 +176,8 @@ class Ledger:
                 "rejections": dict(sorted(self.rejections.items())),
                 "failed_attempts": dict(sorted(self.failures.items())), "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens, "reasoning_tokens": self.reasoning_tokens,
-                "lines_written": self.accepted,
+                "lines_written": self.accepted, "usage_missing": self.usage_problems["usage_missing"],
+                "usage_invalid": self.usage_problems["usage_invalid"],
                 # completion_tokens already holds the reasoning tokens: the cost counts them once
                 **cost_and_latency(self.prompt_tokens, self.completion_tokens, price_in, price_out, self.latencies)}
 

@@ -1,7 +1,8 @@
 """
-The bookkeeping of one teacher.py run around its loop; it serves teacher.py. Here: the checks
-and defaults of the command line, the count of failed requests that stops a run against a dead
-server, the run's status (done, failed, stopped, interrupted), its summary file and its exit code.
+The bookkeeping of one teacher.py run around its loop; it serves teacher.py (and problems.py).
+Here: the checks and defaults of the command line, SIGTERM taken as Ctrl-C, the count of failed
+requests that stops a run against a dead server, the run's status (done, failed, stopped,
+interrupted), its summary file, the advice on replies cut off before any text, and its exit code.
 
 Example:
     summary = write_summary(args, problems, todo, have, ledger, "done", None, client.shape.record(0.7, 512))
@@ -11,7 +12,9 @@ import argparse
 import json
 import math
 import re
+import signal
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,6 +39,36 @@ def share(text):
     if not 0 <= x <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a share from 0 to 1")
     return x
+
+
+def stop_on_sigterm():
+    """
+    Make SIGTERM stop a run as Ctrl-C does (KeyboardInterrupt in the main thread): the workers stop
+    and the summary is written, so the run's cost stays in the totals. A second SIGTERM while the
+    run winds down is ignored. Returns the Event set once SIGTERM came (for exit code 143, not 130).
+    Example: terminated = stop_on_sigterm(); code = main(); code = 143 if code == 130 and terminated.is_set() else code
+    """
+    came = threading.Event()
+
+    def handler(signum, frame):
+        """The first SIGTERM: KeyboardInterrupt where the main thread is (waiting on the workers)."""
+        if not came.is_set():
+            came.set()
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    return came
+
+
+def cut_off_advice(n, flag, cap):
+    """
+    The warning for n replies cut off at the token cap before any text (CUT_OFF_EMPTY), or None.
+    Example: cut_off_advice(3, "--max-tokens", 512)  # "warning: 3 replies were cut off at --max-tokens 512 ..."
+    """
+    if not n:
+        return None
+    return (f"warning: {n} replies were cut off at {flag} {cap} before any text: a reasoning model's hidden reasoning "
+            f"counts against the cap, so raise {flag}")
 
 
 def check_teacher_args(parser, args):
@@ -131,12 +164,10 @@ def exit_code(summary, out):
     if summary.get("missing"):
         print(f"warning: {summary['missing']} problems got no reply (see request_failed); rerun to ask them again",
               file=sys.stderr)
-    cut_off_empty = summary["this_run"]["rejections"].get(CUT_OFF_EMPTY)
-    if cut_off_empty:
-        cap = summary["request"]["max_tokens"]
-        print(f"warning: {cut_off_empty} replies were cut off at --max-tokens {cap} before any text: a reasoning "
-              f"model's hidden reasoning counts against the cap, so raise --max-tokens",
-              file=sys.stderr)
+    advice = cut_off_advice(summary["this_run"]["rejections"].get(CUT_OFF_EMPTY), "--max-tokens",
+                            summary["request"]["max_tokens"])
+    if advice:
+        print(advice, file=sys.stderr)
     if summary["status"] == "stopped":
         print(f"error: {summary['error']}", file=sys.stderr)
         return 1

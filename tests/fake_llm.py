@@ -70,6 +70,12 @@ def estimated_usage(messages, text):
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
+def with_usage(text, usage):
+    """A 200 reply whose usage block is `usage` as given (negative counts, more reasoning than completion
+    tokens, ...); usage None sends a reply without any usage block, as some servers do."""
+    return {**ok(text), "usage": usage, "omit_usage": usage is None}
+
+
 def status(code, body=None, headers=None):
     """An HTTP error with an OpenAI-style error body (or the given one) and extra headers."""
     body = body if body is not None else json.dumps({"error": {"message": f"scripted {code}"}})
@@ -118,6 +124,8 @@ class ScriptedHandler(BaseHTTPRequestHandler):
                      "choices": [{"index": 0, "message": {"role": "assistant", "content": action["text"]},
                                   "finish_reason": action["finish_reason"]}],
                  "usage": action["usage"] or estimated_usage(body["messages"], action["text"])}
+            if action.get("omit_usage"):
+                del reply["usage"]
             if action["kind"] == "trickle":
                 return self.trickle(json.dumps(reply).encode(), action["every"], action["seconds"])
             return self.send(200, json.dumps(reply), {})

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import data  # noqa: E402
 import extra_problems  # noqa: E402
+import near_copies  # noqa: E402
 import problems  # noqa: E402
 from files import sha256_file  # noqa: E402
 from traces import check_trace, reference_to_trace  # noqa: E402
@@ -220,8 +221,8 @@ def test_extra_problems_get_variants_like_any_train_problem():
 
 @pytest.mark.parametrize("bad, words", [
     ({"trace": "14 * 9 = 127\n127 - 26 = 101\n#### 101", "answer": "101"}, "fails check_trace"),
-    ({"question": TEST[0]}, "13-gram with a GSM8K test question"),
-    ({"question": VAL_RENAMED[0]}, "13-gram with a GSM8K val question"),
+    ({"question": TEST[0]}, "near-copy of a GSM8K test question"),
+    ({"question": VAL_RENAMED[0]}, "near-copy of a GSM8K val question"),
     ({"answer": "99"}, "not its answer 99"),
     ({"id": "written-00000"}, "used twice")])
 def test_a_bad_row_is_refused_naming_its_line(bad, words, tmp_path):
@@ -236,6 +237,20 @@ def test_a_bad_row_is_refused_naming_its_line(bad, words, tmp_path):
 def test_ngrams_ignore_numbers_case_and_punctuation():
     a = "Tom buys 3 apples at $2 each, and Ann buys 5 pears at $4 each; how many fruits do they buy in all?"
     b = "TOM buys 30 apples at $7 each and Ann buys 1 pears at $9 each. How many fruits do they buy in all"
-    index = extra_problems.NgramIndex()
+    index = near_copies.NearCopyIndex()
     index.add(a, "test")
     assert index.find(b) == "test" and index.find("Ann buys pears at the market with Tom every week and they pay in cash.") is None
+
+
+def test_a_seen_stories_question_is_refused_as_extra_problem(tmp_path):
+    """The seen-stories questions are held out of training: --extra-problems may not bring one back (issue 36, item 2)."""
+    seen = [r for r in data.read_jsonl(data.ROOT / "results/seen-stories/seen-stories.jsonl")][:1]
+    good = [{"id": f"written-{i:05d}", "question": q, "trace": t, "answer": t.split()[-1]} for i, (q, t) in enumerate(GOOD)]
+    path = tmp_path / "extra.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in good))
+    assert len(extra_problems.load_extra_problems(path, DATA_DIR, held_out=[seen[0]["question"]])) == len(good)
+    good[1] = {**good[1], "question": seen[0]["question"]}
+    path.write_text("".join(json.dumps(r) + "\n" for r in good))
+    assert len(extra_problems.load_extra_problems(path, DATA_DIR)) == len(good)  # not held out: accepted (the check can fail)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}:2: .*near-copy of a seen-stories question"):
+        extra_problems.load_extra_problems(path, DATA_DIR, held_out=[seen[0]["question"]])
