@@ -8,8 +8,15 @@ calculator) and reinstantiate.py (running a trace again on new numbers).
 import re
 from fractions import Fraction
 
-MAX_EXPR_CHARS = 200       # longer text is not arithmetic we accept
-MAX_MAGNITUDE = 10 ** 15   # any intermediate value beyond this is rejected
+# Limits that keep a pathological input cheap without refusing true arithmetic on big exact
+# integers (a 400-digit sum holds). There is no power operator, so a value can only grow as long
+# as the text that writes it: the digits cap bounds every intermediate value (numerator and
+# denominator) and the work on it; the length cap, where a long number counts as 15 characters,
+# the number of operations (what was too long to read before big numbers were read still is).
+MAX_EXPR_CHARS = 200       # longer text is not arithmetic we accept, a number counting 15 characters at most
+MAX_DIGITS = 1000          # any number or intermediate value with more digits is rejected
+LONG_NUMBER = re.compile(r"\d{16,}")
+TOO_LARGE = 10 ** MAX_DIGITS
 TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
 
 
@@ -32,12 +39,12 @@ def arithmetic_tokens(expr):
     Example: arithmetic_tokens("$1,200 * 3") == [Fraction(1200), "*", Fraction(3)]
     """
     expr = expr.replace(",", "").replace("$", "").replace("×", "*").replace("÷", "/")
-    if len(expr) > MAX_EXPR_CHARS:
+    if len(expr) > 2 * MAX_DIGITS + MAX_EXPR_CHARS or len(LONG_NUMBER.sub("0" * 15, expr)) > MAX_EXPR_CHARS:
         raise ArithmeticFault(f"expression longer than {MAX_EXPR_CHARS} characters")
     tokens = []
     for num, op in TOKEN.findall(expr):
         if num:
-            tokens.append(Fraction(num))
+            tokens.append(within_magnitude(Fraction(num) if len(num.replace(".", "")) <= MAX_DIGITS else too_large()))
         elif op.strip():
             if op not in "+-*/()%":
                 raise ArithmeticFault(f"unexpected {op!r}")
@@ -60,10 +67,14 @@ def evaluate_tokens(tokens):
 
 
 def within_magnitude(x):
-    """x itself, if it is not beyond MAX_MAGNITUDE: every intermediate value is held to it."""
-    if abs(x) > MAX_MAGNITUDE:
-        raise ArithmeticFault("number too large")
+    """x itself, if neither its numerator nor its denominator has more than MAX_DIGITS digits: every intermediate value is held to it."""
+    if max(abs(x.numerator), x.denominator) >= TOO_LARGE:  # a comparison of ints: no digits are written out
+        too_large()
     return x
+
+
+def too_large():
+    raise ArithmeticFault(f"number of more than {MAX_DIGITS} digits")
 
 
 class ArithmeticParser:
@@ -113,7 +124,7 @@ class ArithmeticParser:
         x = self.primary(depth)
         while self.peek() == "%":
             self.take()
-            x = x / 100
+            x = within_magnitude(x / 100)
         return x
 
     def primary(self, depth):

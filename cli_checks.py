@@ -1,6 +1,7 @@
 """
-Checks of command-line numbers: arg_number, an argparse type that refuses a number out of range
-at parse time, with a one-line usage error. Serves train.py, evaluate.py, study.py and bench.py.
+Checks of command-line values: arg_number, an argparse type that refuses a number out of range
+at parse time, with a one-line usage error; refuse_missing_values, for a flag given '--' as its
+value. Serves train.py (through config_cli.py), evaluate.py, study.py and bench.py.
 """
 import argparse
 import math
@@ -27,3 +28,15 @@ def arg_number(kind=int, at_least=None, above=None, at_most=None, below=None):
 
     parse.__name__ = kind.__name__  # argparse's own messages name the type by it
     return parse
+
+
+def refuse_missing_values(parser, args):
+    """
+    A usage error (exit 2, one line) for a flag written --flag=-- : argparse (3.11) drops the '--'
+    and stores [] for it (appends [] for an append flag), which train.py took as --stories 0 (all
+    stories) and --out as no folder (runs/<mode>). No flag of ours takes an empty list otherwise.
+    Example: refuse_missing_values(parser, parser.parse_args(argv))
+    """
+    for name, value in vars(args).items():
+        if isinstance(value, list) and (not value or [] in value):
+            parser.error(f"argument --{name.replace('_', '-')} needs a value, not '--'")

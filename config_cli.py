@@ -12,7 +12,7 @@ import argparse
 from dataclasses import field, fields
 from pathlib import Path
 
-from cli_checks import arg_number
+from cli_checks import arg_number, refuse_missing_values
 
 
 def setting(default, help):
@@ -68,6 +68,10 @@ def check_config(parser, cfg, resume):
         parser.error(f"--out {cfg.out} is a file, not a run folder: name a folder")
     if resume and cfg.overwrite:
         parser.error("--resume continues the run in --out, --overwrite deletes it: choose one")
+    extra = Path(cfg.extra_problems) if getattr(cfg, "extra_problems", "") else None  # checked before the run folder is made
+    if extra and not extra.is_file():
+        parser.error(f"--extra-problems {extra} {'is a folder' if extra.is_dir() else 'not found'}: give the JSONL file that "
+                     f"`python teacher.py --write-problems N ...` wrote")
 
 
 def config_parser(config_class, choices, description):
@@ -93,6 +97,7 @@ def resolve_config(config_class, presets, choices, description, argv=None):
     """
     parser = config_parser(config_class, choices, description)
     args = parser.parse_args(argv)
+    refuse_missing_values(parser, args)  # --stories=-- is a usage error, never []
     given = {k: v for k, v in vars(args).items() if v is not None and k != "resume"}
     cfg = config_class(**{**presets[given.get("preset", "default")], **given})
     cfg.out = cfg.out or f"runs/{cfg.mode}"

@@ -17,7 +17,7 @@ import random
 import re
 import sys
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 
 from download import download, warn_if_unofficial
@@ -154,29 +154,51 @@ NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 
 def normalize_number(text):
     """
-    Canonical string of a number: commas, '$', '%' and a trailing period dropped, trailing
-    zeros removed so that equal numbers compare equal. None if it is not a number.
-    Example: normalize_number("$1,200.50") == "1200.5"
+    Canonical string of a number: '$', '%', a trailing period and thousands commas dropped, trailing
+    zeros removed so that equal numbers compare equal, every digit kept. None if it is not a
+    number: a comma that does not group digits by threes ("1,0,0", "12,34": never read as 100 or
+    1234), or more than MAX_NUMBER_DIGITS digits either side of the point ("1e1000000").
+    Example: normalize_number("$1,200.50") == "1200.5" and normalize_number("1,0,0") is None
     """
-    s = text.strip().replace(",", "").replace("$", "").rstrip("%").rstrip(".")
+    s = ungroup(text.strip().replace("$", "").rstrip("%").rstrip(".").rstrip(",").strip())
     try:
-        d = Decimal(s)  # exact: "1.00004" must not become "1"
+        d = Decimal(s) if s else None  # exact: "1.00004" must not become "1"
     except InvalidOperation:
         return None
-    if not d.is_finite():
+    if d is None or not d.is_finite() or abs(d.adjusted()) > MAX_NUMBER_DIGITS:
         return None
-    s = format(d.normalize(), "f")
+    with localcontext() as context:  # as many digits as it has: the default 28 would round a 30-digit integer
+        context.prec = len(d.as_tuple().digits) + 1
+        s = format(d.normalize(), "f")
     return "0" if s == "-0" else s
+
+
+MAX_NUMBER_DIGITS = 1000  # a number longer than this is not one a problem or a trace writes
+
+
+def ungroup(s):
+    """
+    s without the commas that group its whole part by threes, or None when a comma stands anywhere
+    else: "1,0,0" is no number rather than 100.
+    Example: ungroup("-1,200.5") == "-1200.5" and ungroup("12,34") is None
+    """
+    if "," not in s:
+        return s
+    whole, _, decimals = s.partition(".")
+    return s.replace(",", "") if "," not in decimals and re.fullmatch(r"[-+]?\s*\d{1,3}(,\d{3})+", whole) else None
 
 
 def format_number(x, max_decimals=4):
     """
-    A Fraction as the shortest decimal string, rounded to max_decimals places.
+    A Fraction as the shortest decimal string, rounded to max_decimals places, exactly (a
+    float would overflow, or lose digits, on big values).
     Example: format_number(Fraction(10, 3), 2) == "3.33"
     """
     if x.denominator == 1:
         return str(x.numerator)
-    s = f"{float(round(x, max_decimals)):.{max_decimals}f}".rstrip("0").rstrip(".")
+    scaled = round(x, max_decimals) * 10 ** max_decimals  # a whole number: round to a Fraction, then shift
+    whole, decimals = divmod(abs(int(scaled)), 10 ** max_decimals)
+    s = f"{'-' if scaled < 0 else ''}{whole}.{decimals:0{max_decimals}d}".rstrip("0").rstrip(".")
     return "0" if s == "-0" else s
 
 

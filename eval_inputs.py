@@ -9,7 +9,9 @@ Example:
     info = eval_data(run_dir, "test", None, None)  # {"file", "trained_on", "same_as_training", "warnings"}
     problems = read_eval_file("other.jsonl")  # [(id, question, gold, reference trace or None)]
 """
+import fcntl
 import json
+import os
 import re
 import shlex
 from decimal import Decimal, localcontext
@@ -23,24 +25,58 @@ from files import portable_path
 from tokenizer import TOKENIZER_DIR, Tokenizer
 
 
-def resolve_run(path):
+def resolve_run(path, while_training=False):
     """
     (run folder, checkpoint file) from a run folder (its last.pt: the model as training left it,
     the one the run's own final scores are of) or a checkpoint file. A folder without last.pt is an
     error that says how to go on with its run; one whose training has not finished (no metrics.json)
-    is scored with a warning.
+    is scored with a warning. A run that train.py is still training (it holds RUN/.lock) is refused:
+    its checkpoint is an early one that training will replace; while_training scores it anyway, with a
+    warning (None: not checked, for train.py scoring the run it holds).
     Example: resolve_run("runs/cot") == (Path("runs/cot"), Path("runs/cot/last.pt"))
     """
     path = Path(path)
     if path.is_file():
+        check_not_training(path.parent, while_training)
         return path.parent, path
     if not path.is_dir():
         raise FileNotFoundError(f"run folder {path} not found: train it with `python train.py --mode <mode> --out {path}` or fix the path")
     if not (path / "last.pt").exists():
         raise FileNotFoundError(f"{path} has no last.pt: {unfinished_run_advice(path)}")
+    check_not_training(path, while_training)
     if not (path / "metrics.json").exists():
         print(f"warning: {path} has not finished training (no metrics.json): scoring its last.pt as it is now")
     return path, path / "last.pt"
+
+
+def still_training(run_dir):
+    """
+    Whether a train.py holds run_dir's lock (run_folder.lock_run_folder) now: tried without
+    waiting, and let go at once.
+    Example: still_training(Path("runs/cot")) is False  # no train.py running there
+    """
+    try:
+        fd = os.open(Path(run_dir) / ".lock", os.O_RDONLY)
+    except OSError:  # no lock file: no train.py ever ran there (or it is not ours to read)
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing lets go of the lock we took, if we took it
+
+
+def check_not_training(run_dir, while_training):
+    """Raise ValueError, in one line, when train.py is still training run_dir, unless while_training (then a warning);
+    while_training None: not checked (train.py scoring the run whose lock it holds)."""
+    if while_training is None or not still_training(run_dir):
+        return
+    if not while_training:
+        raise ValueError(f"run {run_dir} is still training (a train.py holds {Path(run_dir) / '.lock'}): its checkpoints are early "
+                         f"ones that training will replace; wait for it to finish, or pass --while-training to score them as they are now")
+    print(f"warning: run {run_dir} is still training: scoring its checkpoint as it is now (--while-training)")
 
 
 def unfinished_run_advice(path):
@@ -107,14 +143,21 @@ def eval_data(run_dir, split, eval_file, data_dir, other_data=False):
 
 def check_eval_out(out, run_dir, ckpt_path):
     """
-    Raise ValueError, in one line, unless out can take this evaluation: not a file, and not a
-    folder holding another run's evaluation (its eval.json names another checkpoint), which would
-    be replaced without a word. The same run's earlier evaluation there is replaced, as a rerun does.
+    Raise ValueError, in one line, unless out can take this evaluation: not a file, not another
+    run's folder nor a folder inside one (their config.json says so: --compare would take it for
+    that run's evaluation), and not a folder holding another run's evaluation (its eval.json names
+    another checkpoint), which would be replaced without a word. The same run's earlier evaluation
+    there is replaced, as a rerun does.
     Example: check_eval_out(Path("runs/cot/eval-test"), Path("runs/cot"), Path("runs/cot/best.pt"))
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file: give a folder for predictions.jsonl and eval.json")
+    other = next((d for d in (out.resolve(), *out.resolve().parents) if is_run_folder(d)), None)
+    if other is not None and other != Path(run_dir).resolve():
+        where = "the folder of" if other == out.resolve() else "inside"
+        raise ValueError(f"--out {out} is {where} run {other}, not of run {run_dir}: give a folder of its own (or none: "
+                         f"{Path(run_dir) / 'eval-...'})")
     try:
         was = json.loads((out / "eval.json").read_text(encoding="utf-8")) if (out / "eval.json").is_file() else None
     except ValueError:
@@ -124,17 +167,32 @@ def check_eval_out(out, run_dir, ckpt_path):
                          f"{portable_path(run_dir)} ({portable_path(ckpt_path)}): give another --out, or remove that folder first")
 
 
+def is_run_folder(folder):
+    """
+    Whether folder holds a train.py run: a config.json that records a mode and a preset.
+    Example: is_run_folder(Path("runs/cot")) is True and is_run_folder(Path("runs")) is False
+    """
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"mode", "preset"} <= config.keys()
+
+
 EVAL_FILE_ROW = ('{"question": "...", "answer": A} where A is a number (18, 0.75, "3/4", "1e3", "$1,200") '
                  'or a GSM8K-style solution ending in "#### <number>"')
 
 
 def exact_number(text):
     """
-    The canonical string of a number written alone in text (commas, '$' and '%' dropped; '3/4',
-    '1e3', '-5' read exactly), or None when text is anything else or a fraction no decimal writes exactly.
+    The canonical string of a number written alone in text ('$', '%' and commas grouping by threes
+    dropped; '3/4', '1e3', '-5' read exactly), or None when text is anything else ('1,0,0' too) or
+    a fraction no decimal writes exactly.
     Example: exact_number("3/4") == "0.75" and exact_number("1e3") == "1000" and exact_number("3 pens") is None
     """
-    s = text.strip().replace(",", "").replace("$", "").rstrip("%").strip()
+    s = data.ungroup(text.strip().replace("$", "").rstrip("%").strip())  # "1,0,0" is no number
+    if s is None or len(s) > 2 * data.MAX_NUMBER_DIGITS:
+        return None
     fraction = re.fullmatch(r"(-?\d+)\s*/\s*(\d+)", s)
     if fraction is None:
         return data.normalize_number(s) if re.fullmatch(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?", s) else None
@@ -142,7 +200,7 @@ def exact_number(text):
     if x is None or 10 ** 40 % x.denominator:
         return None  # 1/3 has no exact decimal: the scorer could never match it
     with localcontext() as context:
-        context.prec = 100
+        context.prec = len(s) + 45  # every digit: the whole part's, and at most 40 decimals
         return data.normalize_number(str(Decimal(x.numerator) / Decimal(x.denominator)))
 
 
@@ -165,16 +223,22 @@ def eval_file_answer(answer):
 def read_eval_file(path):
     """
     (id, question, gold answer, reference trace or None) of each row of an --eval-file JSONL; a row
-    without a non-empty question, or whose answer is not read exactly as a number (EVAL_FILE_ROW),
-    is an error naming file:line.
+    without a non-empty question, whose answer is not read exactly as a number (EVAL_FILE_ROW), or
+    whose id another row has (the paired tests would count it once, exact match twice), is an error naming file:line.
     Example: read_eval_file("other.jsonl")[0][2] == "18"
     """
+    if Path(path).is_dir():
+        raise FileNotFoundError(f"eval file {path} is a folder: give a JSONL of {{\"question\", \"answer\"}} lines")
     if not Path(path).is_file():
         raise FileNotFoundError(f"eval file {path} not found: give a JSONL of {{\"question\", \"answer\"}} lines")
-    out = []
+    out, lines = [], {}
     for k, (i, row) in enumerate(data.read_jsonl(path, numbered=True)):
         read = eval_file_answer(row.get("answer")) if isinstance(row, dict) else None
         if read is None or not isinstance(row.get("question"), str) or not row["question"].strip():
             raise ValueError(f"{path}:{i}: not a row of an eval file; each line is {EVAL_FILE_ROW}")
-        out.append((str(row.get("id", f"{Path(path).stem}-{k:05d}")), row["question"], *read))
+        pid = str(row.get("id", f"{Path(path).stem}-{k:05d}"))
+        if pid in lines:
+            raise ValueError(f"{path}:{i}: id {pid!r} is the id of line {lines[pid]} too; give each row an id of its own")
+        lines[pid] = i
+        out.append((pid, row["question"], *read))
     return out

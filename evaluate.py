@@ -26,7 +26,7 @@ import torch
 
 import data
 from ablations import ways_to_ask
-from cli_checks import arg_number
+from cli_checks import arg_number, refuse_missing_values
 from files import portable_path, write_atomic
 from intervals import wilson_interval
 import traces
@@ -232,14 +232,15 @@ def eval_dir_name(split, eval_file, calculator, limit):
 
 
 def evaluate_run(run_path, split="test", eval_file=None, calculator=None, limit=0, out=None, batch_size=None,
-                 max_new_tokens=None, latency_samples=20, device=None, data_dir=None, other_data=False):
+                 max_new_tokens=None, latency_samples=20, device=None, data_dir=None, other_data=False, while_training=False):
     """
     Decode every problem greedily, check every output, write predictions.jsonl and eval.json
     into out (default RUN/eval-<split>[-calc][-limitN]/), return the eval.json dict. calculator
-    None: as the run trained (on where its loss is calculator-aware).
+    None: as the run trained (on where its loss is calculator-aware). A run still training is
+    refused unless while_training (None: not checked, for train.py scoring the run it holds).
     Example: evaluate_run("runs/cot", limit=100)["results"][0]["exact_match"]
     """
-    run_dir, ckpt_path = resolve_run(run_path)
+    run_dir, ckpt_path = resolve_run(run_path, while_training)
     device = pick_device(device)
     model, ckpt = load_checkpoint(str(ckpt_path), map_location=device)
     cfg = ckpt.get("train_config") or {}
@@ -251,8 +252,10 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=None, limit=
     if not problems:
         raise ValueError(f"no problems to score in {eval_file or split}")
     out = Path(out or run_dir / eval_dir_name(split, eval_file, calculator, limit))
-    check_eval_out(out, run_dir, ckpt_path)  # a file, or another run's evaluation, is refused untouched
+    check_eval_out(out, run_dir, ckpt_path)  # a file, another run's folder or evaluation, is refused untouched
     out.mkdir(parents=True, exist_ok=True)
+    long = long_questions(tok, problems, model.config.max_src_len)  # said now, before a long decoding
+    data_info["warnings"] += [long] if long else []
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.generate(torch.tensor([tok.encode(problems[0][1])], device=device), 2)  # lazy init is not throughput
@@ -280,8 +283,23 @@ def evaluate_run(run_path, split="test", eval_file=None, calculator=None, limit=
               "results": results}
     write_atomic(out / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     write_atomic(out / "eval.json", json.dumps(report, indent=2) + "\n")
-    print_results(report, out)
+    print_results(report, out, printed=[long])
     return report
+
+
+def long_questions(tok, problems, max_src):
+    """
+    A warning, printed at once, when some questions are longer than the run's max_src_len tokens
+    (train.py leaves such problems out of training): decoded as they are, slowly, beyond what it learned. None when none is.
+    Example: long_questions(tok, problems, 384)  # "3 of 1319 questions are longer than the 384 tokens ..."
+    """
+    n = sum(len(tok.encode(q)) > max_src for _, q, _, _ in problems)
+    if not n:
+        return None
+    warning = (f"{n} of {len(problems)} questions are longer than the {max_src} tokens the run's questions may have "
+               f"(max_src_len): they are decoded whole, slowly, on inputs beyond any it learned from")
+    print(f"warning: {warning}")
+    return warning
 
 
 def final_scores(checkpoint, sets, calculator, limit, device, data_dir):
@@ -293,7 +311,7 @@ def final_scores(checkpoint, sets, calculator, limit, device, data_dir):
     scores = {}
     for name, (split, eval_file) in sets.items():
         report = evaluate_run(checkpoint, split, eval_file, calculator, limit, latency_samples=20 if name == "test" else 0,
-                              device=device, data_dir=data_dir)
+                              device=device, data_dir=data_dir, while_training=None)  # train.py holds the lock: its own run
         m = report["results"][0]  # a mixed student's first way of being asked: cot
         scores[name] = {"n": m["n"], "correct": m["correct"], "exact_match": m["exact_match"], "ci95": m["exact_match_ci95"],
                         "eval": eval_dir_name(split, eval_file, calculator, limit), "by_task": {r["task"]: r["exact_match"] for r in report["results"] if r["task"]}}
@@ -344,15 +362,16 @@ def peak_memory(device):
     return peak, "process high-water mark (ru_maxrss)"
 
 
-def print_results(report, out):
-    """One line per task of an evaluation, its warnings, and where it was written."""
+def print_results(report, out, printed=()):
+    """One line per task of an evaluation, its warnings (but those printed already), and where it was written."""
     for m in report["results"]:
         lo, hi = m["exact_match_ci95"]
         print(f"{m['label']}: exact match {m['correct']}/{m['n']} = {m['exact_match']:.3f} (95% CI {lo:.3f}-{hi:.3f}) | "
               f"target loss {fmt(m.get('target_loss'), '.3f')} | equations false {fmt(m['equation_error_rate'], '.1%')} | operands grounded {fmt(m['grounded_operand_rate'], '.1%')} | {m['tokens_mean']:.1f} tokens, {m['steps_mean']:.1f} steps | "
               f"latency {fmt(m['latency_ms_median'], '.0f')} ms | {m['samples_per_s']:.1f} samples/s | failures {m['failures']}")
     for w in report["warnings"]:
-        print(f"warning: {w}")
+        if w not in printed:
+            print(f"warning: {w}")
     eff = report["efficiency"]
     print(f"peak memory {eff['peak_memory_mb']:.0f} MB ({eff['peak_memory_kind']}); wrote {out / 'predictions.jsonl'} and {out / 'eval.json'}")
 
@@ -391,7 +410,10 @@ def parse_args(argv=None):
     flag("--device", help="cuda | mps | cpu (default: the best available)")
     flag("--data-dir", help="GSM8K folder (default: the run's, else $GSM8K_DIR, else data/gsm8k)")
     flag("--out", help="output folder (default: RUN/eval-<split>[-calc][-limitN]/, or runs/report/ with --compare)")
+    flag("--while-training", action="store_true", help="score a run that train.py is still training (it holds RUN/.lock): "
+         "its checkpoint as it is now, an early one (refused without this flag)")
     args = parser.parse_args(argv)
+    refuse_missing_values(parser, args)  # --limit=-- is a usage error, never []
     if args.limit is None:
         args.limit = PRESET_TEST_LIMIT[args.preset] if args.preset else 0
     return args
@@ -408,9 +430,12 @@ def main(argv=None):
     try:
         for run_path in args.runs:
             evaluate_run(run_path, args.split, args.eval_file, args.calculator, args.limit, args.out, args.batch_size,
-                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
+                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data, args.while_training)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # eval.json and predictions.jsonl are written atomically: nothing is half-written
+        print(f"\ninterrupted while scoring {run_path}: nothing written for it; run the same command again to score it", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from files import write_atomic
 from intervals import wilson_interval
 import traces
 from charts import size_label, svg_chart  # the drawing, kept apart from the numbers
+from checkpoint import read_checkpoint
 from eval_inputs import load_tokenizer, resolve_run
 from evaluate import (CATEGORIES, CATEGORY_NAMES, eval_dir_name, evaluate_run, fmt, grounding, load_problems, parse_args,
                       reasoning_warning)
@@ -320,33 +321,85 @@ def compare(runs, args):
 
 def compared_entries(runs, args):
     """
-    One entry per (model, task) of the runs, evaluated first where no eval.json is found: label,
-    mode, metrics, efficiency, run folder, predictions by id (None: not kept); and the warnings
-    the eval.json files give about their data, once per folder.
+    One entry per (model, task) of the runs, evaluated first where no eval.json is found (a run
+    still training only with --while-training): label, mode, metrics, efficiency, run folder, the
+    checkpoint's step, predictions by id (None: not kept); and the warnings (printed too): those the
+    eval.json files give about their data, once per folder, a stale evaluation (stale_evaluation),
+    a run compared with itself (compared_once, which refuses one evaluation given twice).
     Example: entries, data_warnings = compared_entries(["runs/answer", "runs/cot"], args)
     """
-    entries, data_warnings = [], []
+    entries, data_warnings, compared = [], [], []
     for run_path in map(Path, runs):
         calc = trained_with_calculator(run_path) if args.calculator is None else args.calculator
-        folder = run_path if (run_path / "eval.json").exists() else resolve_run(run_path)[0] / eval_dir_name(args.split, args.eval_file, calc, args.limit)
+        folder = run_path if (run_path / "eval.json").exists() else resolve_run(run_path, None)[0] / eval_dir_name(args.split, args.eval_file, calc, args.limit)
         if not (folder / "eval.json").exists():
-            evaluate_run(run_path, args.split, args.eval_file, calc, args.limit, folder, args.batch_size,
-                         args.max_new_tokens, args.latency_samples, args.device, args.data_dir, args.other_data)
+            evaluate_run(run_path, args.split, args.eval_file, calc, args.limit, folder, args.batch_size, args.max_new_tokens,
+                         args.latency_samples, args.device, args.data_dir, args.other_data, args.while_training)
         report, rows = read_eval(folder)
         data_warnings += [f"{folder}: {w}" for w in (report.get("data") or {}).get("warnings", [])]
         run_dir = Path(report["run"])
         if not (run_dir / "config.json").exists() and (folder.parent / "config.json").exists():
             run_dir = folder.parent  # a copied run (results/): its eval folder sits in it, wherever eval.json says it was
+        data_warnings += [w for w in [stale_evaluation(folder, report, run_dir)] if w]
+        compared.append((folder, run_dir, report))
         for m in report["results"]:
             preds = None if rows is None else {r["id"]: r for r in rows if r.get("task") == m["task"]}
             entries.append({"label": m["label"], "mode": report["mode"], "m": m, "eff": report["efficiency"], "run": str(run_dir),
-                            "folder": str(folder), "device": report["device"], "preds": preds,
+                            "folder": str(folder), "device": report["device"], "preds": preds, "step": report.get("step"),
                             "scored": report.get("eval_file") or report.get("split") or "test", "preset": trained_preset(run_dir)})
+    data_warnings += compared_once(compared)
+    for w in data_warnings:
+        print(f"warning: {w}", file=sys.stderr)
     labels = Counter(e["label"] for e in entries)
     for e in entries:  # two runs of one mode (cot with and without --mask-results) are told apart by their folders
         if labels[e["label"]] > 1:
             e["label"] = f"{e['label']} [{Path(e['run']).name}]"
     return entries, data_warnings
+
+
+def stale_evaluation(folder, report, run_dir):
+    """
+    A warning when the checkpoint an evaluation names was written after it (training went on, or
+    started over): its scores are of weights that are no longer there. None when it is not, or
+    when the checkpoint is not at hand (a copied run).
+    Example: stale_evaluation(Path("runs/cot/eval-test"), report, Path("runs/cot"))  # "... evaluates step 2000 of ..."
+    """
+    name = report.get("checkpoint") or ""
+    ckpt = Path(name) if "/" in name and Path(name).is_file() else Path(run_dir) / Path(name).name
+    if not name or not ckpt.is_file() or ckpt.stat().st_mtime <= (folder / "eval.json").stat().st_mtime:
+        return None
+    try:
+        step = read_checkpoint(ckpt).get("step")
+    except (OSError, ValueError):
+        step = "unknown (unreadable)"
+    now = f"which is now at step {step}" if step != report.get("step") else "which was written again after it (at the same step)"
+    return (f"{folder} evaluates step {report.get('step')} of {ckpt}, {now}: a stale evaluation, not of the model there; "
+            f"score it again with `python evaluate.py {run_dir}` and the same flags")
+
+
+def compared_once(compared):
+    """
+    Warnings about the (eval folder, run folder, eval.json) of the inputs of a comparison, raising a
+    one-line ValueError where one evaluation, or one run scored the same way, is given twice (the
+    report would show it twice, as its own baseline); a run scored two ways (e.g. with and without
+    the calculator) is compared with itself, with a warning.
+    Example: compared_once([(Path("runs/a/eval-test"), Path("runs/a"), report_a), (Path("runs/b/eval-test"), Path("runs/b"), report_b)]) == []
+    """
+    warnings, seen = [], []
+    for folder, run_dir, report in compared:
+        run = run_dir.resolve() if run_dir.is_dir() else None  # None: a run named by eval.json that is not here
+        settings = tuple(report.get(k) for k in ("split", "eval_file", "limit", "calculator"))
+        for other, other_run, other_settings in seen:
+            if folder.resolve() == other.resolve():
+                raise ValueError(f"{other} and {folder} are the same evaluation ({folder.resolve()}): give each once")
+            if run is not None and run == other_run and settings == other_settings:
+                raise ValueError(f"{other} and {folder} both evaluate run {run_dir} the same way: the report would show it "
+                                 f"twice, tested against itself; give each run once")
+            if run is not None and run == other_run:
+                warnings.append(f"run {run_dir} is compared with itself ({other} and {folder}, scored otherwise): "
+                                f"their paired test is one model against itself")
+        seen.append((folder, run, settings))
+    return warnings
 
 
 def trained_with_calculator(run_path):
@@ -399,8 +452,8 @@ def tradeoff_table(entries, base, teachers, tok, args):
              f"with the KV cache (median / 90th percentile); memory is the peak of the evaluating process on CPU "
              f"(ru_maxrss, a process high-water mark) or torch's max allocated on CUDA.", "", "## Trade-off", "",
              f"| model | exact match (95% CI) | params (without embeddings) | latency ms median / p90 | samples/s batched | peak memory MB | "
-             f"tokens / output (teachers: {'in the students’ tokenizer' if tok else 'API tokens'}) | steps / output | false equations (share of problems) | device |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"tokens / output (teachers: {'in the students’ tokenizer' if tok else 'API tokens'}) | steps / output | false equations (share of problems) | device | step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for t in teachers:
         s, (lo, hi), ar = t["s"], t["ci"], t["errors"]
         lat = [s.get(k) for k in ("latency_median_s", "latency_p90_s")]
@@ -409,14 +462,14 @@ def tradeoff_table(entries, base, teachers, tok, args):
         lines.append(f"| teacher {cell(t['label'], '')} ({'recorded' if recorded else 'upper bound'}, n={t['n']}) | {t['em']:.3f} ({lo:.3f}-{hi:.3f}) | {size} | "
                      + ("—" if lat[0] is None else f"{' / '.join(cell(None if x is None else 1000 * x, '.0f') for x in lat)} (API)")
                      + f" | — | — | {cell(t['tokens'], '.1f')} | {t['steps']:.1f} | "
-                     f"{cell(ar['equation_error_rate'], '.1%')} ({cell(ar['problem_error_rate'], '.1%')}) | {'recorded' if recorded else 'API'} |")
+                     f"{cell(ar['equation_error_rate'], '.1%')} ({cell(ar['problem_error_rate'], '.1%')}) | {'recorded' if recorded else 'API'} | — |")
     for e in entries:
         m, eff = e["m"], e["eff"]
         lo, hi = m["exact_match_ci95"]
         lines.append(f"| {e['label']}{' (baseline)' if e is base else ''} | {m['exact_match']:.3f} ({lo:.3f}-{hi:.3f}) | "
                      f"{eff['params'] / 1e6:.2f}M ({eff['params_no_embeddings'] / 1e6:.2f}M) | {cell(m['latency_ms_median'], '.0f')} / "
                      f"{cell(m['latency_ms_p90'], '.0f')} | {m['samples_per_s']:.1f} | {eff['peak_memory_mb']:.0f} | {m['tokens_mean']:.1f} | "
-                     f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} |")
+                     f"{m['steps_mean']:.1f} | {cell(m['equation_error_rate'], '.1%')} ({cell(m['problem_error_rate'], '.1%')}) | {e['device']} | {cell(e['step'], '')} |")
     return lines
 
 
@@ -541,6 +594,9 @@ def main(argv=None):
         compare(args.runs, args)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # eval.json, predictions.jsonl and report.md are written atomically: nothing is half-written
+        print("\ninterrupted: the evaluations finished so far are kept; run the same command again to finish the report", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

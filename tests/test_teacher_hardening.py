@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -320,14 +321,16 @@ def test_sigterm_stops_the_run_with_its_summary(tool):
 @pytest.mark.parametrize("tool", ["write", "teacher"])
 def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(capsys, tool):
     out = "w.jsonl" if tool == "write" else "t.jsonl"
-    hold = {"n": itertools.count()}
+    hold, held = {"n": itertools.count()}, threading.Event()  # held: the first run's next request has arrived
 
     def script(q, n):
         if WRITE_ASK in q:
             return counted("\n---\n".join(f"Question: {q}\n{t}" for q, t in GOOD))
+        first = next(hold["n"]) == 0
+        held.set() if not first else None
         if q in SOLUTIONS:
-            return counted(SOLUTIONS[q], delay=0 if next(hold["n"]) == 0 else 30)
-        return good(q) if next(hold["n"]) == 0 else {**good(q), "delay": 30}
+            return counted(SOLUTIONS[q], delay=0 if first else 30)
+        return good(q) if first else {**good(q), "delay": 30}
     with FakeLLM(script) as llm:
         argv = write_args(llm.url, 2) if tool == "write" else [
             "--base-url", llm.url, "--model", MODEL, "--data-dir", str(DATA_DIR), "--limit", "3", "--workers", "1",
@@ -341,6 +344,7 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(capsys, to
                 time.sleep(0.02)
             try:
                 assert proc.poll() is None, Path("log.txt").read_text()[-2000:]
+                held.wait(120)  # counted only then: the first run's own next request is not the second run's
                 n = llm.count()
                 fast = ("--max-retries", "0", "--timeout", "2")  # before the fix, the second run's requests were held
                 code, _, err = (write(capsys, llm.url, 2, *fast) if tool == "write"

@@ -33,7 +33,7 @@ def test_safe_eval_values(expr, value):
 
 
 @pytest.mark.parametrize("expr", [
-    "__import__('os')", "2 ** 3", "1 / 0", "3 +", "(1 + 2", "1 + 2)", "", "x * 2", "9" * 20 + " * 9",
+    "__import__('os')", "2 ** 3", "1 / 0", "3 +", "(1 + 2", "1 + 2)", "", "x * 2", "9" * 1001 + " * 9",
     "(" * 30 + "1" + ")" * 30, "1+" * 150 + "1", "1e9",
 ])
 def test_safe_eval_rejects(expr):
@@ -106,7 +106,7 @@ def test_calculator_forces_the_result(tokenizer):
     day = tokenizer.encode("On day 2, 3 + 4 =")
     assert tokenizer.decode(day + calc(day)) == "On day 2, 3 + 4 = 7" and calc.fired == 2
     calc.fired = 1
-    for text in ("So x =", "__import__('os').system('true') =", "Total =", "9" * 30 + " * 9 ="):
+    for text in ("So x =", "__import__('os').system('true') =", "Total =", "9" * 1001 + " * 9 ="):
         assert calc(tokenizer.encode(text)) == []
     assert calc.fired == 1
 
